@@ -1,0 +1,264 @@
+"""Persistent state: providers and their models, conversations as trees of messages, attachments."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+
+from conversations import crypto
+
+MILLION = Decimal(1_000_000)
+
+
+class Provider(models.Model):
+    """An OpenAI-compatible endpoint and the credentials to call it. The API key is encrypted at rest."""
+
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI"
+        OPENROUTER = "openrouter", "OpenRouter"
+        AIMLAPI = "aimlapi", "AI/ML API"
+        OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible (Ollama, vLLM, llama.cpp, LM Studio, ...)"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.OPENAI_COMPATIBLE)
+    base_url = models.URLField(
+        max_length=500, help_text="Up to and including /v1, e.g. https://api.openai.com/v1"
+    )
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    organization = models.CharField(max_length=200, blank=True, help_text="OpenAI-Organization header")
+    project = models.CharField(max_length=200, blank=True, help_text="OpenAI-Project header")
+    extra_headers = models.JSONField(default=dict, blank=True, help_text="Sent with every request")
+    enabled = models.BooleanField(default=True)
+    priority = models.PositiveIntegerField(
+        default=100, help_text="Lower is tried first when models fall back"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def api_key(self) -> str:
+        """The decrypted key. Only the completion client should read it; never render or log it."""
+        return crypto.decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(value)
+
+    @property
+    def api_key_hint(self) -> str:
+        """What a person may see of the key: its last four characters."""
+        if not self.api_key_encrypted:
+            return ""
+        try:
+            key = self.api_key
+        except crypto.DecryptionError:
+            return "(unreadable: encryption key changed)"
+        return f"…{key[-4:]}" if len(key) > 4 else "…"
+
+
+class ChatModelQuerySet(models.QuerySet):
+    def available(self) -> ChatModelQuerySet:
+        """Models a user may pick: enabled, on an enabled provider."""
+        return self.filter(enabled=True, provider__enabled=True)
+
+
+class ChatModel(models.Model):
+    """A model as offered by one provider. Rows sharing `canonical_id` stand in for one another on failure."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(max_length=200, help_text="The id the provider expects, e.g. openai/gpt-4o")
+    canonical_id = models.CharField(
+        max_length=200,
+        db_index=True,
+        help_text="Same value on every provider's copy of one model, e.g. gpt-4o",
+    )
+    display_name = models.CharField(max_length=200)
+    supports_images = models.BooleanField(default=False)
+    context_window = models.PositiveIntegerField(default=8192)
+    max_output_tokens = models.PositiveIntegerField(default=4096)
+    input_price = models.DecimalField(
+        max_digits=12, decimal_places=4, default=Decimal(0), help_text="USD per 1M input tokens"
+    )
+    cached_input_price = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, help_text="USD per 1M cached input tokens"
+    )
+    output_price = models.DecimalField(
+        max_digits=12, decimal_places=4, default=Decimal(0), help_text="USD per 1M output tokens"
+    )
+    retired_on = models.DateField(null=True, blank=True, help_text="When the provider withdrew it, if it did")
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChatModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="chatmodel_unique_per_provider"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="chatmodel_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.provider.name})"  # reads provider: one query if not loaded
+
+    def save(self, *args, **kwargs) -> None:
+        with transaction.atomic():
+            if self.is_default:
+                ChatModel.objects.filter(is_default=True).exclude(pk=self.pk).update(is_default=False)
+            super().save(*args, **kwargs)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Decimal:
+        """USD for one call. Cached prompt tokens are billed at the cached price when the model has one."""
+        cached = min(cached_tokens, prompt_tokens)
+        cached_price = self.cached_input_price if self.cached_input_price is not None else self.input_price
+        total = (
+            (prompt_tokens - cached) * self.input_price
+            + cached * cached_price
+            + completion_tokens * self.output_price
+        )
+        return (total / MILLION).quantize(Decimal("0.000001"))
+
+
+def default_params() -> dict:
+    return {}
+
+
+class Conversation(models.Model):
+    """One chat. Its messages form a tree (edits and regenerations are siblings); `current_leaf` marks the
+    tip of the branch the user is looking at."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    system_prompt = models.TextField(blank=True)
+    # temperature, top_p, max_tokens, presence_penalty, frequency_penalty, seed, json_mode
+    params = models.JSONField(default=default_params, blank=True)
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-pinned", "-updated_at"]
+        indexes = [
+            # The sidebar: one user's live conversations, pinned first, newest first.
+            models.Index(fields=["owner", "archived", "-pinned", "-updated_at"], name="conv_sidebar_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or "New chat"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system", "System"
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        STREAMING = "streaming", "Streaming"
+        COMPLETE = "complete", "Complete"
+        CANCELLED = "cancelled", "Cancelled"
+        ERROR = "error", "Error"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.STREAMING)
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    # What served the answer. Names are kept as text too, so history survives a deleted provider or model.
+    model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_name = models.CharField(max_length=200, blank=True)
+    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    provider_name = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Refreshed while a generation runs; a stale heartbeat means the process that owned it died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="msg_conv_created_idx"),
+            # The sweep for generations whose process died looks only at the few unfinished rows.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="msg_active_heartbeat_idx",
+                condition=Q(status__in=["pending", "streaming"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:50]}"
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.completion_tokens or not self.duration_ms:
+            return None
+        generating_ms = self.duration_ms - (self.ttft_ms or 0)
+        if generating_ms <= 0:
+            return None
+        return round(self.completion_tokens / (generating_ms / 1000), 1)
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    # Files are named by a random id, never by the uploaded name, and sharded by owner.
+    return f"attachments/{instance.owner_id}/{instance.public_id.hex}"
+
+
+class Attachment(models.Model):
+    """An uploaded image. Uploaded before the turn is sent, so it belongs to its owner until attached."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    file = models.FileField(upload_to=attachment_path, max_length=300)
+    mime = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.mime} {self.width}x{self.height}"
