@@ -190,6 +190,23 @@ CHAT_TOTAL_TIMEOUT = env_float("CHAT_TOTAL_TIMEOUT", 600.0, minimum=1)
 CHAT_MAX_RETRIES = env_int("CHAT_MAX_RETRIES", 2, minimum=0)
 CHAT_RETRY_MAX_DELAY = env_float("CHAT_RETRY_MAX_DELAY", 20.0, minimum=0)
 
+# --- Realtime engine ----------------------------------------------------------------------------------------
+# Streamed text is coalesced into frames at most this often, or sooner when this many characters wait.
+CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.04, minimum=0.005)
+CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 2000, minimum=1)
+# The partial answer is saved this often (and the heartbeat with it), never per token.
+CHAT_CHECKPOINT_INTERVAL = env_float("CHAT_CHECKPOINT_INTERVAL", 1.0, minimum=0.05)
+# A generation whose heartbeat is older than this belongs to a dead process: it is marked interrupted.
+CHAT_STALE_AFTER = env_float("CHAT_STALE_AFTER", 30.0, minimum=0.5)
+CHAT_SWEEP_INTERVAL = env_float("CHAT_SWEEP_INTERVAL", 30.0, minimum=0.5)
+CHAT_TURNS_PER_MINUTE = env_int("CHAT_TURNS_PER_MINUTE", 20, minimum=0)  # 0: no limit
+CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000, minimum=1)
+CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 262_144, minimum=1024)
+# USD a user may spend per calendar month; 0 means no limit. Per-user quotas come from the admin.
+CHAT_USER_MONTHLY_BUDGET = env_float("CHAT_USER_MONTHLY_BUDGET", 0.0, minimum=0)
+# The model that writes conversation titles (a canonical id such as gpt-4o-mini); empty: the chat's own model.
+CHAT_TITLE_MODEL = env_str("CHAT_TITLE_MODEL", "")
+
 # --- Logging: everything to stdout, the way containers and systemd expect --------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 LOGGING = {

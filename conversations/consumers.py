@@ -1,8 +1,24 @@
-"""The chat websocket. Thin: it authenticates, parses frames and hands the work to the service layer."""
+"""The chat websocket. Thin: it authenticates, parses frames and hands the work to the service layer.
+
+Every command re-checks the session (a user deactivated or logged out elsewhere is refused at once) and
+ownership (through the access helpers). Errors become error frames; the socket stays usable.
+"""
 
 from __future__ import annotations
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+import json
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.serializers.json import DjangoJSONEncoder
+
+from conversations.protocol import Command, ProtocolError, parse_frame
+from conversations.services import chat, groups, sweep
+from conversations.services.errors import ServiceError, Unauthenticated
+from conversations.services.generation import start_generation
+
+logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 
@@ -10,18 +26,170 @@ PROTOCOL_VERSION = 1
 CLOSE_UNAUTHENTICATED = 4401
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
-            # Accept-then-close would leak nothing either, but refusing the handshake is what a proxy logs.
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        self.user = user
+        self.open_conversation: str | None = None
+        # Characters of each streaming message this client holds: frames are trimmed or dropped against it,
+        # so the client applies every character exactly once whatever order resume and live frames arrive in.
+        self.known: dict[str, int] = {}
         await self.accept()
-        await self.send_json({"type": "hello", "protocol": PROTOCOL_VERSION})
+        await self.channel_layer.group_add(groups.user_group(user.pk), self.channel_name)
+        sweep.ensure_sweeper()
+        await self.send_frame({"type": "hello", "protocol": PROTOCOL_VERSION})
 
-    async def receive_json(self, content, **kwargs) -> None:
-        if isinstance(content, dict) and content.get("type") == "ping":
-            await self.send_json({"type": "pong", "id": content.get("id")})
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "user", None) is None:
             return
-        await self.send_json({"type": "error", "code": "unknown_type", "message": "Unknown frame type."})
+        await self.channel_layer.group_discard(groups.user_group(self.user.pk), self.channel_name)
+        await self._leave()
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=json.dumps(frame, cls=DjangoJSONEncoder))
+
+    async def send_error(self, code: str, message: str, ref=None) -> None:
+        await self.send_frame({"type": "error", "code": code, "message": message, "ref": ref})
+
+    # --- receiving --------------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            command = parse_frame(text_data, bytes_data)
+        except ProtocolError as exc:
+            await self.send_error(exc.code, exc.message, exc.ref)
+            return
+        if command.type == "ping":
+            await self.send_frame({"type": "pong", "id": command.data["id"]})
+            return
+        try:
+            self.user = await database_sync_to_async(chat.user_from_session)(
+                self.scope["session"].session_key
+            )
+            await getattr(self, f"do_{command.type}")(command)
+        except Unauthenticated as exc:
+            await self.send_error(exc.code, exc.message, command.ref)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+        except ServiceError as exc:
+            await self.send_error(exc.code, exc.message, command.ref)
+        except Exception:
+            logger.exception("websocket command %s failed", command.type)
+            await self.send_error(
+                "server_error", "Something went wrong on the server. Try again.", command.ref
+            )
+
+    # --- commands ---------------------------------------------------------------------------------------
+
+    async def do_open(self, command: Command) -> None:
+        await self._open(command.data["conversation"], command.ref)
+
+    async def do_select(self, command: Command) -> None:
+        conversation_id = await database_sync_to_async(chat.select_branch)(self.user, command.data["message"])
+        await self._open(conversation_id, command.ref)
+
+    async def do_send(self, command: Command) -> None:
+        d = command.data
+        turn = await database_sync_to_async(chat.send_turn)(
+            self.user,
+            conversation_id=d["conversation"],
+            text=d["text"],
+            model_pk=d["model"],
+            params=d["params"],
+            system_prompt=d["system_prompt"],
+            attachment_ids=d["attachments"] or [],
+        )
+        await self._started(turn, command)
+
+    async def do_regenerate(self, command: Command) -> None:
+        turn = await database_sync_to_async(chat.regenerate)(
+            self.user, command.data["message"], command.data["model"]
+        )
+        await self._started(turn, command)
+
+    async def do_edit(self, command: Command) -> None:
+        d = command.data
+        turn = await database_sync_to_async(chat.edit)(self.user, d["message"], d["text"], d["model"])
+        await self._started(turn, command)
+
+    async def do_stop(self, command: Command) -> None:
+        await chat.request_stop(self.user, command.data["message"])
+        await self.send_frame(
+            {"type": "ack", "ref": command.ref, "command": "stop", "message": command.data["message"]}
+        )
+
+    async def do_sync(self, command: Command) -> None:
+        message_id = command.data["message"]
+        await database_sync_to_async(chat.check_message_access)(self.user, message_id)
+        self.known[message_id] = command.data["offset"]
+        await chat.request_sync(message_id, self.channel_name, command.data["offset"])
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    async def _join(self, conversation_id: str) -> None:
+        if self.open_conversation == conversation_id:
+            return
+        await self._leave()
+        self.open_conversation = conversation_id
+        await self.channel_layer.group_add(groups.conversation_group(conversation_id), self.channel_name)
+
+    async def _leave(self) -> None:
+        if self.open_conversation:
+            await self.channel_layer.group_discard(
+                groups.conversation_group(self.open_conversation), self.channel_name
+            )
+        self.open_conversation = None
+        self.known.clear()
+
+    async def _open(self, conversation_id: str, ref) -> None:
+        # Ownership first (raises NotFound), then join, then read: any frame sent after our read is received.
+        await database_sync_to_async(chat.check_conversation_access)(self.user, conversation_id)
+        await sweep.sweep_and_notify(
+            await database_sync_to_async(chat.conversation_pk)(self.user, conversation_id)
+        )
+        await self._join(conversation_id)
+        snapshot = await database_sync_to_async(chat.snapshot)(self.user, conversation_id)
+        self.known = {}
+        await self.send_frame({"type": "conversation", "ref": ref, **snapshot})
+        for message in snapshot["messages"]:
+            if message["status"] in ("pending", "streaming"):
+                # The saved text lags the live one by up to a checkpoint: ask the generator for the rest.
+                self.known[message["id"]] = message["length"]
+                await chat.request_sync(message["id"], self.channel_name, message["length"])
+
+    async def _started(self, turn, command: Command) -> None:
+        ack = await database_sync_to_async(chat.turn_ack)(turn)
+        await self._join(ack["conversation"]["id"])
+        self.known[ack["assistant_message"]["id"]] = 0
+        await self.send_frame({"type": "ack", "ref": command.ref, "command": command.type, **ack})
+        # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
+        await self.channel_layer.group_send(
+            groups.conversation_group(ack["conversation"]["id"]), groups.frame({"type": "turn", **ack})
+        )
+        start_generation(turn.assistant)
+
+    # --- frames from the channel layer -----------------------------------------------------------------
+
+    async def chat_frame(self, event: dict) -> None:
+        frame = event["frame"]
+        kind = frame.get("type")
+        if kind == "delta":
+            message_id, offset, text = frame["message"], frame["offset"], frame["text"]
+            have = self.known.get(message_id)
+            if have is None:  # an answer started elsewhere after we opened the conversation
+                have = self.known[message_id] = 0
+                if offset > 0:
+                    await chat.request_sync(message_id, self.channel_name, 0)
+            if offset > have:
+                return  # a gap: the sync answer that covers it is on its way
+            if offset < have:
+                text = text[have - offset :]
+                if not text:
+                    return
+                frame = {**frame, "offset": have, "text": text}
+            self.known[message_id] = have + len(text)
+        elif kind == "end":
+            self.known.pop(frame["message"]["id"], None)
+        await self.send_frame(frame)

@@ -208,6 +208,10 @@ class Message(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # Refreshed while a generation runs; a stale heartbeat means the process that owned it died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Budget held back for this answer while it runs (estimated cost); settled to `cost` when it ends.
+    reserved_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # Older turns were left out of the prompt to fit the model's context window.
+    context_trimmed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.test.utils import override_settings
 
 from conversations import crypto
+from conversations.testing.upstream import UpstreamSimulator
 from tests.live import DaphneServer
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -45,11 +46,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def _test_environment(tmp_path_factory):
-    """Fast password hashing, media in a temporary folder, static files collected once."""
-    media = tmp_path_factory.mktemp("media")
+    """Fast password hashing; media and static files in temporary folders (static collected once)."""
     with override_settings(
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        MEDIA_ROOT=str(media),
+        MEDIA_ROOT=str(tmp_path_factory.mktemp("media")),
+        STATIC_ROOT=str(tmp_path_factory.mktemp("static")),
     ):
         crypto.reset_cache()
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -89,8 +90,6 @@ def admin_user(django_user_model):
 
 @pytest.fixture(scope="session")
 def upstream_server():
-    from conversations.testing.upstream import UpstreamSimulator
-
     with UpstreamSimulator() as sim:
         yield sim
 

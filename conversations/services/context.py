@@ -1,0 +1,66 @@
+"""The prompt for an answer: the system prompt plus the active branch, trimmed to fit the model.
+
+Trimming drops the oldest turns first and always keeps the system prompt and the newest user message; the
+answer records that it happened (Message.context_trimmed) so the UI can say so.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from conversations.llm.request import ChatMessage, ChatParams, ChatRequest, ImagePart
+from conversations.llm.tokens import estimate_message_tokens, estimate_prompt_tokens
+from conversations.models import Attachment, ChatModel, Conversation, Message
+
+
+@dataclass
+class PreparedContext:
+    request: ChatRequest
+    trimmed: bool
+    prompt_estimate: int
+
+
+def _image_part(attachment: Attachment) -> ImagePart:
+    with attachment.file.open("rb") as handle:
+        data = base64.b64encode(handle.read()).decode("ascii")
+    return ImagePart(
+        url=f"data:{attachment.mime};base64,{data}", width=attachment.width, height=attachment.height
+    )
+
+
+def _chat_message(message: Message) -> ChatMessage | None:
+    if message.role == Message.Role.ASSISTANT:
+        # A failed answer with no text says nothing to the model; a partial one is still context.
+        if not message.content:
+            return None
+        return ChatMessage(role="assistant", text=message.content)
+    images = tuple(_image_part(a) for a in message.attachments.all())  # prefetched by history_for
+    return ChatMessage(role=message.role, text=message.content, images=images)
+
+
+def build_request(conversation: Conversation, path: list[Message], chat_model: ChatModel) -> PreparedContext:
+    params = ChatParams.from_dict(conversation.params)
+    max_output = min(params.max_output_tokens or chat_model.max_output_tokens, chat_model.max_output_tokens)
+    if params.max_output_tokens is None:
+        # Send the allowance we reserved for, so the reservation really bounds the cost.
+        params = ChatParams.from_dict({**(conversation.params or {}), "max_tokens": max_output})
+    system = (
+        [ChatMessage(role="system", text=conversation.system_prompt)] if conversation.system_prompt else []
+    )
+    turns = [m for m in (_chat_message(message) for message in path) if m is not None]
+
+    allowance = max(chat_model.context_window - max_output, 0)
+    model_id = chat_model.model_id
+    total = estimate_prompt_tokens(system + turns, model_id)
+    trimmed = False
+    while total > allowance and len(turns) > 1:
+        dropped = turns.pop(0)
+        total -= estimate_message_tokens(dropped, model_id)
+        trimmed = True
+    # The model must see a conversation that starts with the user, not with an orphaned answer.
+    while len(turns) > 1 and turns[0].role == "assistant":
+        total -= estimate_message_tokens(turns.pop(0), model_id)
+        trimmed = True
+    request = ChatRequest(messages=system + turns, params=params, user_id=conversation.owner_id)
+    return PreparedContext(request=request, trimmed=trimmed, prompt_estimate=total)

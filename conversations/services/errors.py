@@ -1,0 +1,44 @@
+"""Errors the service layer raises. Each has a stable `code` for the websocket protocol and a message a
+person can read; consumers and views turn them into error frames or HTTP responses."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class NotFound(ServiceError):
+    """Missing, or someone else's: the two are indistinguishable on purpose, so ids can't be probed."""
+
+    code = "not_found"
+
+
+class NotAllowed(ServiceError):
+    code = "forbidden"
+
+
+class Unauthenticated(ServiceError):
+    code = "unauthenticated"
+
+
+class InvalidInput(ServiceError):
+    code = "invalid"
+
+
+class Busy(ServiceError):
+    code = "busy"
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+
+
+class BudgetExceeded(ServiceError):
+    code = "budget_exceeded"

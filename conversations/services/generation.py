@@ -1,0 +1,323 @@
+"""Running an answer: stream it from the provider, fan it out to every open tab, save it, survive faults.
+
+A generation is an asyncio task owned by the process, not by the socket that asked for it, so closing the
+tab does not stop the answer. While it runs:
+
+- text is coalesced into `delta` frames (every CHAT_FRAME_INTERVAL, or sooner past CHAT_FRAME_MAX_CHARS),
+  each carrying the message id and the character offset it starts at, sent to the conversation's group;
+- the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL, never per token;
+- it listens on its own control group (`gen.<message>`) for `stop` and `sync` requests from any socket in
+  any process. A `sync` is answered with the text the asker lacks, sent in order with the live frames, which
+  is what makes resume exact.
+
+Offsets count Unicode code points (Python `len`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from conversations.llm import errors as llm_errors
+from conversations.llm.client import ClientConfig, open_stream
+from conversations.llm.events import Finish, RefusalDelta, Started, TextDelta, Usage
+from conversations.llm.routes import candidates_for
+from conversations.llm.tokens import estimate_text_tokens
+from conversations.models import ChatModel, Message
+from conversations.services import groups, titles
+from conversations.services.context import build_request
+from conversations.services.serialize import message_dict
+from conversations.services.turns import history_for
+
+logger = logging.getLogger(__name__)
+
+# Running generations of this process, by message pk. Holding the task here keeps it alive (asyncio only
+# keeps weak references) and lets tests and shutdown find them.
+RUNNING: dict[int, Generation] = {}
+
+
+@dataclass
+class Outcome:
+    status: str
+    finish_reason: str = ""
+    error: str = ""
+
+
+def start_generation(message: Message) -> asyncio.Task:
+    """Start answering the placeholder `message` in the background. Call from the event loop."""
+    message_pk = message.pk
+    generation = Generation(message_pk, str(message.public_id), str(message.conversation.public_id))
+    task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_pk}")
+    generation.task = task
+    RUNNING[message_pk] = generation
+    task.add_done_callback(lambda _t: RUNNING.pop(message_pk, None))
+    return task
+
+
+class Generation:
+    def __init__(self, message_pk: int, message_id: str, conversation_id: str) -> None:
+        self.message_pk = message_pk
+        self.message_id = message_id
+        self.conversation_id = conversation_id
+        self.conversation_group = groups.conversation_group(conversation_id)
+        self.task: asyncio.Task | None = None
+        self.layer = get_channel_layer()
+        self.sent_text = ""  # broadcast so far
+        self.pending: list[str] = []  # received, not yet broadcast
+        self.pending_chars = 0
+        self.lock = asyncio.Lock()  # one frame at a time: keeps sync replies in order with live frames
+        self.wake = asyncio.Event()
+        self.reader: asyncio.Task | None = None
+        self.stop_requested = False
+        self.finished = False
+        self.last_checkpoint = 0.0
+
+    # --- text and frames --------------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return self.sent_text + "".join(self.pending)
+
+    async def _flush(self) -> None:
+        async with self.lock:
+            if not self.pending:
+                return
+            chunk = "".join(self.pending)
+            offset = len(self.sent_text)
+            self.pending.clear()
+            self.pending_chars = 0
+            self.sent_text += chunk
+            await self.layer.group_send(
+                self.conversation_group,
+                groups.frame({"type": "delta", "conversation": self.conversation_id, "message": self.message_id,
+                              "offset": offset, "text": chunk}),
+            )  # fmt: skip
+
+    async def _answer_sync(self, reply_to: str, offset: int) -> None:
+        async with self.lock:
+            offset = max(0, min(offset, len(self.sent_text)))
+            await self.layer.send(
+                reply_to,
+                groups.frame({"type": "delta", "conversation": self.conversation_id, "message": self.message_id,
+                              "offset": offset, "text": self.sent_text[offset:]}),
+            )  # fmt: skip
+
+    async def _broadcast(self, frame: dict) -> None:
+        await self.layer.group_send(self.conversation_group, groups.frame(frame))
+
+    # --- background helpers ----------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Send coalesced frames and checkpoint until the stream ends."""
+        interval = settings.CHAT_FRAME_INTERVAL
+        while not self.finished:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=interval)
+            self.wake.clear()
+            await self._flush()
+            if time.monotonic() - self.last_checkpoint >= settings.CHAT_CHECKPOINT_INTERVAL:
+                await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        self.last_checkpoint = time.monotonic()
+        await database_sync_to_async(_save_checkpoint)(self.message_pk, self.text)
+
+    async def _listen(self) -> None:
+        """Stop and sync requests, from any socket in any process."""
+        while True:
+            message = await self.layer.receive(self.control_channel)
+            kind = message.get("type")
+            if kind == "gen.stop":
+                self.stop_requested = True
+                if self.reader is not None:
+                    self.reader.cancel()
+            elif kind == "gen.sync" and isinstance(message.get("reply_to"), str):
+                await self._answer_sync(message["reply_to"], int(message.get("offset") or 0))
+
+    # --- the run ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        self.last_checkpoint = started
+        # Listen for stop and sync before anything slow, so an early Stop is not lost.
+        self.control_channel = await self.layer.new_channel()
+        await self.layer.group_add(groups.generation_group(self.message_id), self.control_channel)
+        listener = asyncio.create_task(self._listen())
+        try:
+            prepared = await database_sync_to_async(_prepare)(self.message_pk)
+        except Exception as exc:
+            logger.exception("generation %s could not be prepared", self.message_pk)
+            listener.cancel()
+            await self.layer.group_discard(groups.generation_group(self.message_id), self.control_channel)
+            error = (
+                exc.user_message
+                if isinstance(exc, llm_errors.LLMError)
+                else "The answer could not be started."
+            )
+            final = await database_sync_to_async(_fail_unprepared)(self.message_pk, error)
+            await self._broadcast({"type": "end", "conversation": self.conversation_id, "message": final})
+            return
+        pump = asyncio.create_task(self._pump())
+        result_holder: dict = {}
+        try:
+            self.reader = asyncio.create_task(self._read(prepared, result_holder))
+            if self.stop_requested:  # Stop arrived while the prompt was being built
+                self.reader.cancel()
+            try:
+                outcome = await self.reader
+            except asyncio.CancelledError:
+                if not self.stop_requested:
+                    raise  # the process is shutting down: leave it to the sweep (interrupted)
+                outcome = Outcome(Message.Status.CANCELLED, finish_reason="stopped")
+        finally:
+            self.finished = True
+            self.wake.set()
+            listener.cancel()
+            await asyncio.gather(pump, listener, return_exceptions=True)
+            await self.layer.group_discard(groups.generation_group(self.message_id), self.control_channel)
+        await self._flush()
+        duration = time.monotonic() - started
+        final = await database_sync_to_async(_finish)(
+            self.message_pk, self.text, outcome, result_holder.get("result"), prepared, duration
+        )
+        await self._broadcast({"type": "end", "conversation": self.conversation_id, "message": final})
+        if prepared.needs_title and outcome.status == Message.Status.COMPLETE:
+            await titles.write_title(prepared.conversation_pk, prepared.owner_id, self.conversation_id)
+
+    async def _read(self, prepared: Prepared, result_holder: dict) -> Outcome:
+        config = ClientConfig.from_settings()
+        try:
+            async with open_stream(prepared.request, prepared.routes, config=config) as stream:
+                result_holder["result"] = stream.result
+                async for event in stream:
+                    if isinstance(event, TextDelta | RefusalDelta):
+                        self.pending.append(event.text)
+                        self.pending_chars += len(event.text)
+                        if self.pending_chars >= settings.CHAT_FRAME_MAX_CHARS:
+                            self.wake.set()
+                    elif isinstance(event, Started):
+                        await self._broadcast(
+                            {"type": "status", "conversation": self.conversation_id, "message": self.message_id,
+                             "status": Message.Status.STREAMING, "provider": event.provider_name,
+                             "model": event.model_id}
+                        )  # fmt: skip
+                    elif isinstance(event, Finish | Usage):
+                        pass  # both end up in stream.result
+                result = stream.result
+        except llm_errors.LLMError as exc:
+            logger.warning("generation %s failed: %s", self.message_pk, exc)
+            reason = "truncated" if isinstance(exc, llm_errors.UpstreamTruncated) else ""
+            return Outcome(Message.Status.ERROR, finish_reason=reason, error=exc.user_message)
+        if result.truncated:
+            return Outcome(
+                Message.Status.ERROR,
+                finish_reason="truncated",
+                error="The connection to the provider ended before the answer was complete.",
+            )
+        return Outcome(Message.Status.COMPLETE, finish_reason=result.finish_reason or "stop")
+
+
+# --- database steps (sync, run in the ORM thread) -----------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    message_id: str
+    conversation_id: str
+    conversation_pk: int
+    owner_id: int
+    request: object
+    routes: list
+    chat_model_pk: int | None
+    trimmed: bool
+    prompt_estimate: int
+    needs_title: bool
+
+
+def _prepare(message_pk: int) -> Prepared:
+    close_old_connections()
+    message = Message.objects.select_related("model__provider").get(pk=message_pk)
+    conversation, path = history_for(message)
+    chat_model = message.model
+    if chat_model is None:
+        raise llm_errors.NoRouteAvailable("the answer's model was deleted")
+    prepared_context = build_request(conversation, path, chat_model)
+    routes = candidates_for(chat_model)
+    if prepared_context.trimmed:
+        Message.objects.filter(pk=message_pk).update(context_trimmed=True)
+    return Prepared(
+        message_id=str(message.public_id),
+        conversation_id=str(conversation.public_id),
+        conversation_pk=conversation.pk,
+        owner_id=conversation.owner_id,
+        request=prepared_context.request,
+        routes=routes,
+        chat_model_pk=chat_model.pk,
+        trimmed=prepared_context.trimmed,
+        prompt_estimate=prepared_context.prompt_estimate,
+        needs_title=not conversation.title,
+    )
+
+
+def _fail_unprepared(message_pk: int, error: str) -> dict:
+    Message.objects.filter(pk=message_pk).update(
+        status=Message.Status.ERROR, error=error, reserved_cost=None, heartbeat_at=None
+    )
+    frame = message_dict(Message.objects.select_related("parent").get(pk=message_pk))
+    frame.pop("siblings")
+    return frame
+
+
+def _save_checkpoint(message_pk: int, text: str) -> None:
+    Message.objects.filter(pk=message_pk, status__in=Message.ACTIVE_STATUSES).update(
+        content=text, status=Message.Status.STREAMING, heartbeat_at=timezone.now(), updated_at=timezone.now()
+    )
+
+
+def _finish(
+    message_pk: int, text: str, outcome: Outcome, result, prepared: Prepared, duration: float
+) -> dict:
+    """The final save: one UPDATE with everything we learned. Returns the message as a frame dict."""
+    message = Message.objects.select_related("parent").get(pk=message_pk)
+    message.content = text
+    message.status = outcome.status
+    message.finish_reason = outcome.finish_reason
+    message.error = outcome.error
+    message.duration_ms = round(duration * 1000)
+    message.heartbeat_at = None
+    message.reserved_cost = None
+    route = getattr(result, "route", None)
+    served_by = prepared.chat_model_pk
+    if route is not None:
+        message.provider_id = route.provider_id
+        message.provider_name = route.provider_name
+        served_by = route.chat_model_id or served_by
+    if result is not None and result.ttft is not None:
+        message.ttft_ms = round(result.ttft * 1000)
+    usage = getattr(result, "usage", None)
+    if usage is not None:
+        message.prompt_tokens = usage.prompt_tokens
+        message.completion_tokens = usage.completion_tokens
+        message.cached_tokens = usage.cached_tokens
+        prompt, completion, cached = usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+    else:
+        # No usage reported (a cut stream, LM Studio...): bill our estimate, so budgets still hold.
+        prompt, completion, cached = prepared.prompt_estimate, estimate_text_tokens(text), 0
+    chat_model = ChatModel.objects.filter(pk=served_by).first() if served_by else None
+    if chat_model is not None:
+        message.model_name = chat_model.canonical_id or chat_model.model_id
+        if outcome.status != Message.Status.ERROR or text:
+            message.cost = chat_model.cost(prompt, completion, cached)
+    message.save()
+    frame = message_dict(message)
+    frame.pop("siblings")  # the client already knows the branch layout from the acknowledgement
+    return frame

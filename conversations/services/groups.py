@@ -1,0 +1,26 @@
+"""Channel-layer group names and the envelope frames travel in.
+
+Who receives what is decided here on purpose (a wrong group leaks private data):
+- `conv.<conversation>`: sockets that opened that conversation, joined only after an ownership check;
+- `gen.<message>`: the one task generating that answer, for stop and sync requests;
+- `user.<id>`: every socket of one user, for sidebar updates such as new titles.
+"""
+
+from __future__ import annotations
+
+
+def conversation_group(conversation_id: str) -> str:
+    return f"conv.{conversation_id}"
+
+
+def generation_group(message_id: str) -> str:
+    return f"gen.{message_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def frame(payload: dict) -> dict:
+    """Wrap a websocket frame for the channel layer; consumers forward it from `chat_frame`."""
+    return {"type": "chat.frame", "frame": payload}

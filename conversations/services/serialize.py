@@ -1,0 +1,87 @@
+"""The JSON shapes conversations and messages take in websocket frames and HTTP responses.
+
+Only public ids leave the server. Model output is sent as raw text: the browser renders it through its
+sanitiser, never as HTML from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from conversations.models import ChatModel, Conversation, Message
+
+
+def chat_model_dict(model: ChatModel) -> dict:
+    return {
+        "id": model.pk,
+        "name": model.display_name,
+        "model_id": model.canonical_id or model.model_id,
+        "provider": model.provider.name,  # reads provider: select_related it
+        "supports_images": model.supports_images,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "default": model.is_default,
+    }
+
+
+def conversation_dict(conversation: Conversation) -> dict:
+    return {
+        "id": str(conversation.public_id),
+        "title": conversation.title,
+        "model": conversation.model_id,
+        "system_prompt": conversation.system_prompt,
+        "params": conversation.params or {},
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def message_dict(
+    message: Message, public_ids: dict[int, str] | None = None, siblings: list[str] | None = None
+) -> dict:
+    """`public_ids` maps pks to public ids for the parent (pass it when serialising a whole tree)."""
+    if message.parent_id is None:
+        parent = None
+    elif public_ids is not None and message.parent_id in public_ids:
+        parent = public_ids[message.parent_id]
+    else:
+        parent = str(message.parent.public_id)  # one query if the parent isn't loaded
+    usage = None
+    if message.prompt_tokens is not None or message.completion_tokens is not None:
+        usage = {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+            "cached_tokens": message.cached_tokens,
+        }
+    return {
+        "id": str(message.public_id),
+        "parent": parent,
+        "role": message.role,
+        "content": message.content,
+        "length": len(message.content),
+        "status": message.status,
+        "error": message.error,
+        "finish_reason": message.finish_reason,
+        "model": message.model_name,
+        "provider": message.provider_name,
+        "usage": usage,
+        "cost": str(message.cost) if message.cost is not None else None,
+        "ttft_ms": message.ttft_ms,
+        "duration_ms": message.duration_ms,
+        "tokens_per_second": message.tokens_per_second,
+        "context_trimmed": message.context_trimmed,
+        "created_at": message.created_at.isoformat(),
+        "siblings": siblings if siblings is not None else [str(message.public_id)],
+    }
+
+
+def tree_dicts(path: Iterable[Message], all_messages: Iterable[Message]) -> list[dict]:
+    """The messages on the active path, each with the ids of its siblings (itself included) in order."""
+    all_messages = list(all_messages)
+    public_ids = {m.pk: str(m.public_id) for m in all_messages}
+    children: dict[int | None, list[str]] = {}
+    for m in all_messages:  # already ordered by creation
+        children.setdefault(m.parent_id, []).append(public_ids[m.pk])
+    return [message_dict(m, public_ids, children.get(m.parent_id)) for m in path]

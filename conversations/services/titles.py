@@ -1,0 +1,94 @@
+"""Conversation titles, written once after the first answer and pushed live to the user's sidebars.
+
+A short call to CHAT_TITLE_MODEL (or the conversation's own model) names the chat; if that fails for any
+reason the first words of the prompt do. A title never blocks or breaks the answer itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from conversations.llm import errors as llm_errors
+from conversations.llm.client import complete
+from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
+from conversations.llm.routes import candidates_for
+from conversations.models import ChatModel, Conversation, Message
+from conversations.services import groups
+
+logger = logging.getLogger(__name__)
+
+TITLE_MAX_CHARS = 80
+TITLE_PROMPT = (
+    "Write a short title (at most six words) for the conversation below. Reply with the title only: no quotes, "
+    "no trailing period."
+)
+
+
+def fallback_title(prompt: str) -> str:
+    words = prompt.split()
+    title = " ".join(words[:6])
+    if len(words) > 6:
+        title += "…"
+    return title[:TITLE_MAX_CHARS] or "New chat"
+
+
+def clean_title(raw: str) -> str:
+    title = re.sub(r"^title\s*:\s*", "", " ".join(raw.split()), flags=re.IGNORECASE)
+    return title.strip(" \"'\u201c\u201d\u2018\u2019.*#")[:TITLE_MAX_CHARS]  # quotes, curly quotes
+
+
+def _title_inputs(conversation_pk: int):
+    conversation = Conversation.objects.select_related("model").get(pk=conversation_pk)
+    if conversation.title:
+        return None
+    first = list(conversation.messages.order_by("created_at", "id")[:2])
+    prompt = next((m.content for m in first if m.role == Message.Role.USER), "")
+    answer = next((m.content for m in first if m.role == Message.Role.ASSISTANT), "")
+    model = None
+    if settings.CHAT_TITLE_MODEL:
+        model = (
+            ChatModel.objects.available()
+            .filter(canonical_id=settings.CHAT_TITLE_MODEL)
+            .order_by("provider__priority")
+            .first()
+        )
+    model = model or conversation.model
+    routes = candidates_for(model) if model is not None else []
+    return prompt, answer, routes
+
+
+def _save_title(conversation_pk: int, title: str) -> bool:
+    # Only if still untitled: the user may have renamed it meanwhile.
+    return bool(Conversation.objects.filter(pk=conversation_pk, title="").update(title=title))
+
+
+async def write_title(conversation_pk: int, owner_id: int, conversation_id: str) -> None:
+    inputs = await database_sync_to_async(_title_inputs)(conversation_pk)
+    if inputs is None:
+        return
+    prompt, answer, routes = inputs
+    title = ""
+    if routes:
+        request = ChatRequest(
+            messages=[
+                ChatMessage(role="system", text=TITLE_PROMPT),
+                ChatMessage(role="user", text=f"User: {prompt[:1500]}\n\nAssistant: {answer[:1500]}"),
+            ],
+            params=ChatParams(max_output_tokens=24, temperature=0.2),
+            user_id=owner_id,
+        )
+        try:
+            title = clean_title((await complete(request, routes)).text)
+        except llm_errors.LLMError as exc:
+            logger.info("title for conversation %s fell back to the prompt: %s", conversation_pk, exc)
+    title = title or fallback_title(prompt)
+    if await database_sync_to_async(_save_title)(conversation_pk, title):
+        await get_channel_layer().group_send(
+            groups.user_group(owner_id),
+            groups.frame({"type": "title", "conversation": conversation_id, "title": title}),
+        )

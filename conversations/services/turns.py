@@ -1,0 +1,223 @@
+"""Turns: what happens in the database when a user sends, regenerates, edits or switches branches.
+
+All functions are synchronous ORM code (consumers call them through database_sync_to_async, views call
+them directly). Each `do_*` checks ownership and limits, then writes in one transaction, and returns what
+the caller needs to start the generation and acknowledge the command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from conversations.models import Attachment, ChatModel, Conversation, Message
+from conversations.services import limits
+from conversations.services.access import get_conversation_for_user, get_message_for_user
+from conversations.services.errors import Busy, InvalidInput, NotFound
+
+PARAM_KEYS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "stop",
+    "json_mode",
+)
+
+
+@dataclass
+class TurnStarted:
+    conversation: Conversation
+    assistant: Message
+    user_message: Message | None = None
+    created_conversation: bool = False
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def resolve_model(model_pk: int | None, conversation: Conversation | None = None) -> ChatModel:
+    """The model for a turn: the one asked for, else the conversation's, else the site default."""
+    models = ChatModel.objects.available().select_related("provider")
+    if model_pk is not None:
+        chosen = models.filter(pk=model_pk).first()
+        if chosen is None:
+            raise InvalidInput("That model isn't available. Pick another one.", code="model_unavailable")
+        return chosen
+    if conversation is not None and conversation.model_id is not None:
+        chosen = models.filter(pk=conversation.model_id).first()
+        if chosen is None:
+            raise InvalidInput(
+                "This conversation's model is no longer available. Pick another one.",
+                code="model_unavailable",
+            )
+        return chosen
+    chosen = models.filter(is_default=True).first() or models.first()
+    if chosen is None:
+        raise InvalidInput(
+            "No model is available yet. An administrator needs to add a provider key.",
+            code="model_unavailable",
+        )
+    return chosen
+
+
+def _check_idle(conversation: Conversation) -> None:
+    if conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists():
+        raise Busy("An answer is still being written in this conversation. Stop it or wait for it to finish.")
+
+
+def _claim_attachments(user, attachment_ids: list, chat_model: ChatModel) -> list[Attachment]:
+    if not attachment_ids:
+        return []
+    found = list(Attachment.objects.filter(owner=user, public_id__in=attachment_ids, message__isnull=True))
+    if len(found) != len(set(attachment_ids)):
+        raise NotFound("One of the images no longer exists. Attach it again.")
+    if not chat_model.supports_images:
+        raise InvalidInput(
+            f"{chat_model.display_name} can't read images. Pick a model that supports images, or remove them.",
+            code="images_not_supported",
+        )
+    return found
+
+
+def _placeholder(conversation: Conversation, parent: Message | None, chat_model: ChatModel) -> Message:
+    """The answer-to-be, holding its budget reservation. The caller holds lock_user."""
+    max_output = conversation.params.get("max_tokens") if isinstance(conversation.params, dict) else None
+    reserved = limits.reserve_budget(
+        conversation.owner, chat_model, max_output if isinstance(max_output, int) else None
+    )
+    return Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        model=chat_model,
+        model_name=chat_model.canonical_id or chat_model.model_id,
+        heartbeat_at=timezone.now(),
+        reserved_cost=reserved,
+    )
+
+
+def _finish_turn(conversation: Conversation, assistant: Message, chat_model: ChatModel) -> None:
+    """Point the conversation at the new answer and bump it to the top of the sidebar."""
+    conversation.current_leaf = assistant
+    conversation.model = chat_model
+    conversation.save(update_fields=["current_leaf", "model", "params", "system_prompt", "updated_at"])
+
+
+def do_send_turn(
+    user,
+    *,
+    conversation_id: str | None,
+    text: str,
+    model_pk: int | None = None,
+    params: dict | None = None,
+    system_prompt: str | None = None,
+    attachment_ids: list | None = None,
+) -> TurnStarted:
+    """Save the user's message and an assistant placeholder, before anything is sent upstream."""
+    with transaction.atomic():
+        limits.lock_user(user)
+        created = conversation_id is None
+        if created:
+            conversation = Conversation(owner=user)
+        else:
+            conversation = get_conversation_for_user(user, conversation_id)
+            _check_idle(conversation)
+        chat_model = resolve_model(model_pk, None if created else conversation)
+        limits.check_rate(user)
+        attachments = _claim_attachments(user, attachment_ids or [], chat_model)
+        if params is not None:
+            conversation.params = {k: v for k, v in params.items() if k in PARAM_KEYS}
+        if system_prompt is not None:
+            conversation.system_prompt = system_prompt
+        conversation.model = chat_model
+        conversation.save()
+        parent = None if created else conversation.current_leaf
+        user_message = Message.objects.create(
+            conversation=conversation, parent=parent, role=Message.Role.USER, content=text
+        )
+        if attachments:
+            Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=user_message)
+        assistant = _placeholder(conversation, user_message, chat_model)
+        _finish_turn(conversation, assistant, chat_model)
+    return TurnStarted(conversation, assistant, user_message, created, attachments)
+
+
+def do_regenerate(user, message_id: str, model_pk: int | None = None) -> TurnStarted:
+    """A new answer beside an existing one (a sibling), which becomes the active branch."""
+    with transaction.atomic():
+        limits.lock_user(user)
+        old = get_message_for_user(user, message_id)
+        if old.role != Message.Role.ASSISTANT:
+            raise InvalidInput("Only answers can be regenerated.")
+        conversation = old.conversation
+        _check_idle(conversation)
+        chat_model = resolve_model(model_pk, conversation)
+        limits.check_rate(user)
+        assistant = _placeholder(conversation, old.parent, chat_model)
+        _finish_turn(conversation, assistant, chat_model)
+    return TurnStarted(conversation, assistant)
+
+
+def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> TurnStarted:
+    """An edited copy of a user message as a new branch, answered afresh. The original branch stays."""
+    with transaction.atomic():
+        limits.lock_user(user)
+        old = get_message_for_user(user, message_id)
+        if old.role != Message.Role.USER:
+            raise InvalidInput("Only your own messages can be edited.")
+        conversation = old.conversation
+        _check_idle(conversation)
+        chat_model = resolve_model(model_pk, conversation)
+        limits.check_rate(user)
+        user_message = Message.objects.create(
+            conversation=conversation, parent=old.parent, role=Message.Role.USER, content=text
+        )
+        assistant = _placeholder(conversation, user_message, chat_model)
+        _finish_turn(conversation, assistant, chat_model)
+    return TurnStarted(conversation, assistant, user_message)
+
+
+def do_select_branch(user, message_id: str) -> Conversation:
+    """Show the branch through `message_id`: follow the newest child down to a leaf."""
+    message = get_message_for_user(user, message_id)
+    conversation = message.conversation
+    children: dict[int | None, list[int]] = {}
+    for pk, parent_id in conversation.messages.order_by("created_at", "id").values_list("pk", "parent_id"):
+        children.setdefault(parent_id, []).append(pk)
+    leaf = message.pk
+    while children.get(leaf):
+        leaf = children[leaf][-1]
+    conversation.current_leaf_id = leaf
+    conversation.save(update_fields=["current_leaf"])
+    return conversation
+
+
+# --- Reading the tree -------------------------------------------------------------------------------------
+
+
+def load_messages(conversation: Conversation) -> list[Message]:
+    """Every message of the conversation, oldest first. One query."""
+    return list(conversation.messages.order_by("created_at", "id"))
+
+
+def active_path(messages: list[Message], leaf_id: int | None) -> list[Message]:
+    """Root to `leaf_id` along parent links, in memory."""
+    by_pk = {m.pk: m for m in messages}
+    path: list[Message] = []
+    current = by_pk.get(leaf_id) if leaf_id is not None else None
+    while current is not None:
+        path.append(current)
+        current = by_pk.get(current.parent_id) if current.parent_id else None
+    path.reverse()
+    return path
+
+
+def history_for(assistant: Message) -> tuple[Conversation, list[Message]]:
+    """The conversation and the messages the answer `assistant` replies to (root to its parent)."""
+    conversation = Conversation.objects.get(pk=assistant.conversation_id)
+    messages = list(conversation.messages.prefetch_related("attachments").order_by("created_at", "id"))
+    return conversation, active_path(messages, assistant.parent_id)

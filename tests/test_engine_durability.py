@@ -1,0 +1,108 @@
+"""Answers survive a crashed process, and streaming costs a handful of database writes, not one per token."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+
+from conversations.models import Message
+from conversations.services.generation import start_generation
+from conversations.services.turns import do_send_turn
+from conversations.testing.upstream import Reply
+from tests.conftest import session_cookie_for
+from tests.live import DaphneServer
+from tests.wsclient import ChatSocket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LONG_ANSWER = " ".join(f"token{i}" for i in range(400))
+
+
+@pytest.fixture
+def crashable_daphne(django_db_setup, tmp_path):
+    server = DaphneServer(
+        tmp_path,
+        {"CHAT_STALE_AFTER": "1.5", "CHAT_CHECKPOINT_INTERVAL": "0.2", "CHAT_SWEEP_INTERVAL": "0.5"},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_an_answer_cut_by_a_killed_process_is_marked_interrupted_with_its_text(
+    crashable_daphne, client, alice, upstream, sim_model
+):
+    upstream.enqueue(Reply(text=LONG_ANSWER, token_delay=0.02))
+    cookie = session_cookie_for(client, alice)
+    with ChatSocket(crashable_daphne, cookie) as sock:
+        sock.send(type="send", text="Write a lot.")
+        answer_id = sock.wait_type("ack")["assistant_message"]["id"]
+        deadline = time.monotonic() + 10
+        while not Message.objects.get(public_id=answer_id).content:  # wait for a checkpoint
+            assert time.monotonic() < deadline, "no checkpoint was saved"
+            time.sleep(0.05)
+        crashable_daphne.kill()
+    saved = Message.objects.get(public_id=answer_id)
+    assert saved.status == "streaming"
+
+    crashable_daphne.start()
+    with ChatSocket(crashable_daphne, cookie):  # the first socket starts the process's sweeper
+        deadline = time.monotonic() + 10
+        while Message.objects.get(public_id=answer_id).status == "streaming":
+            assert time.monotonic() < deadline, "the dead generation was never marked interrupted"
+            time.sleep(0.1)
+    message = Message.objects.get(public_id=answer_id)
+    assert message.status == "interrupted" and "regenerate" in message.error
+    assert message.content and LONG_ANSWER.startswith(message.content)
+    assert message.reserved_cost is None
+
+
+def test_opening_a_conversation_marks_a_dead_answer_interrupted(live_server_daphne, client, alice, sim_model):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Conversation
+
+    conversation = Conversation.objects.create(owner=alice, model=sim_model)
+    question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    answer = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", status="streaming", content="Half an ans",
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )  # fmt: skip
+    conversation.current_leaf = answer
+    conversation.save()
+    with ChatSocket(live_server_daphne, session_cookie_for(client, alice)) as sock:
+        sock.send(type="open", conversation=str(conversation.public_id))
+        snapshot = sock.wait_type("conversation")
+    assert snapshot["messages"][1]["status"] == "interrupted"
+    assert snapshot["messages"][1]["content"] == "Half an ans"
+
+
+async def test_a_500_token_answer_costs_a_handful_of_database_writes(upstream, alice, sim_model):
+    writes: list[str] = []
+
+    def count_writes(execute, sql, params, many, context):
+        if sql.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            writes.append(sql)
+        return execute(sql, params, many, context)
+
+    # Every ORM call of the engine runs on asgiref's single sync thread: count on that thread's connection.
+    await sync_to_async(lambda: connection.execute_wrappers.append(count_writes))()
+    try:
+        answer = " ".join(f"t{i}" for i in range(500))
+        upstream.enqueue(Reply(text=answer, token_delay=0.001), Reply(text="A title"))
+        turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Count my writes")
+        await start_generation(turn.assistant)
+    finally:
+        await sync_to_async(lambda: connection.execute_wrappers.remove(count_writes))()
+
+    message = await Message.objects.aget(pk=turn.assistant.pk)
+    assert message.status == "complete" and message.content == answer
+    assert message.completion_tokens == 500
+    # The turn (conversation, question, answer placeholder, current branch), a checkpoint or two, the final
+    # save and the title: bounded whatever the length of the answer.
+    assert len(writes) <= 9, writes
