@@ -226,7 +226,9 @@ def test_closed_means_closed_even_on_an_empty_site(client, django_user_model, se
 
 
 @pytest.mark.parametrize("mode", ["open", "approval"])
-def test_it_makes_the_first_user_a_superuser_in_open_and_approval_modes(client, django_user_model, settings, mode):
+def test_it_makes_the_first_user_a_superuser_in_open_and_approval_modes(
+    client, django_user_model, settings, mode
+):
     settings.CHAT_SIGNUP = mode
     assert 'name="password1"' in client.get(reverse("signup")).content.decode()
     client.post(reverse("signup"), signup_data("admin"))
