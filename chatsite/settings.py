@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 from chatsite.env import env_bool, env_choice, env_float, env_int, env_list, env_str
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chatsite.csp.CSPMiddleware",  # Content-Security-Policy: see the Security section
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -121,7 +123,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # channels' in-memory layer with cheap housekeeping (see conversations/layers.py): one process only.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "conversations.layers.InMemoryChannelLayer"}}
 
 # --- Auth ---------------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -174,6 +177,29 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp 4). Model output is untrusted: even if something slipped past the
+# sanitiser, no inline script, event handler, javascript: URL, plugin, <base> or framing could run.
+# - script-src: our own files, plus a per-request nonce for the one inline <script type="importmap"> that
+#   maps module paths to their hashed static names. No 'unsafe-inline', no 'unsafe-eval'.
+# - connect-src: 'self'; chatsite.csp.CSPMiddleware adds ws:// and wss:// of the request's own host, for
+#   browsers that don't count websockets of the same origin as 'self'.
+# - img-src: no remote images (an image URL in an answer can't beacon data out); data:/blob: for previews.
+# - style-src 'self' only: no vendored library needs inline styles.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "connect-src": [csp.SELF],
+        "img-src": [csp.SELF, "data:", "blob:"],
+        "style-src": [csp.SELF],
+        "font-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    },
+}
+
 # Provider keys are encrypted with these Fernet keys (comma-separated; the first encrypts, all decrypt, so
 # keys can be rotated). Unset: a key derived from SECRET_KEY, with a warning at start-up.
 CHAT_ENCRYPTION_KEY = env_str("CHAT_ENCRYPTION_KEY")
@@ -199,13 +225,47 @@ CHAT_CHECKPOINT_INTERVAL = env_float("CHAT_CHECKPOINT_INTERVAL", 1.0, minimum=0.
 # A generation whose heartbeat is older than this belongs to a dead process: it is marked interrupted.
 CHAT_STALE_AFTER = env_float("CHAT_STALE_AFTER", 30.0, minimum=0.5)
 CHAT_SWEEP_INTERVAL = env_float("CHAT_SWEEP_INTERVAL", 30.0, minimum=0.5)
+# On SIGTERM, running answers get this many seconds to finish before they are saved as interrupted.
+CHAT_SHUTDOWN_GRACE = env_float("CHAT_SHUTDOWN_GRACE", 10.0, minimum=0)
 CHAT_TURNS_PER_MINUTE = env_int("CHAT_TURNS_PER_MINUTE", 20, minimum=0)  # 0: no limit
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000, minimum=1)
+# Conversation history: deleted chats stay restorable this long (then `manage.py purge_deleted` removes them),
+# the newest messages a long conversation opens with, and the largest file an import accepts.
+CHAT_DELETED_RETENTION_DAYS = env_int("CHAT_DELETED_RETENTION_DAYS", 30, minimum=0)
+CHAT_HISTORY_PAGE_MESSAGES = env_int("CHAT_HISTORY_PAGE_MESSAGES", 200, minimum=10)
+CHAT_IMPORT_MAX_BYTES = env_int("CHAT_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 262_144, minimum=1024)
-# USD a user may spend per calendar month; 0 means no limit. Per-user quotas come from the admin.
-CHAT_USER_MONTHLY_BUDGET = env_float("CHAT_USER_MONTHLY_BUDGET", 0.0, minimum=0)
+# Site-wide quotas per user; 0 means no limit. An admin can override each one per user (Users → Quota).
+# Days and months follow TIME_ZONE. Tokens count prompt plus completion.
+CHAT_USER_MONTHLY_BUDGET = env_float("CHAT_USER_MONTHLY_BUDGET", 0.0, minimum=0)  # USD per calendar month
+CHAT_USER_DAILY_BUDGET = env_float("CHAT_USER_DAILY_BUDGET", 0.0, minimum=0)  # USD per day
+CHAT_USER_MONTHLY_TOKENS = env_int("CHAT_USER_MONTHLY_TOKENS", 0, minimum=0)
+CHAT_USER_DAILY_TOKENS = env_int("CHAT_USER_DAILY_TOKENS", 0, minimum=0)
+# Users may store their own API key for a provider (settings page); it is used for their turns only.
+CHAT_ALLOW_PERSONAL_KEYS = env_bool("CHAT_ALLOW_PERSONAL_KEYS", False)
 # The model that writes conversation titles (a canonical id such as gpt-4o-mini); empty: the chat's own model.
 CHAT_TITLE_MODEL = env_str("CHAT_TITLE_MODEL", "")
+
+# --- Images in prompts ------------------------------------------------------------------------------------
+# Uploads are checked by content (PNG, JPEG, WEBP, GIF, HEIC), re-encoded without metadata and downscaled to
+# what the provider uses; see conversations/services/images.py.
+CHAT_MAX_IMAGES_PER_TURN = env_int("CHAT_MAX_IMAGES_PER_TURN", 4, minimum=1)
+CHAT_MAX_IMAGE_BYTES = env_int("CHAT_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1024)  # per uploaded file
+CHAT_MAX_IMAGE_PIXELS = env_int("CHAT_MAX_IMAGE_PIXELS", 50_000_000, minimum=1)  # against decompression bombs
+CHAT_IMAGE_DETAIL = env_choice("CHAT_IMAGE_DETAIL", "auto", ("auto", "low", "high"))
+CHAT_IMAGE_MAX_SIDE = env_int("CHAT_IMAGE_MAX_SIDE", 2048, minimum=64)  # fit within this square...
+CHAT_IMAGE_SHORT_SIDE = env_int("CHAT_IMAGE_SHORT_SIDE", 768, minimum=64)  # ...then the short side to this
+# false: only the newest message's images go to the model (older turns keep their text), to save tokens.
+CHAT_KEEP_OLD_IMAGES = env_bool("CHAT_KEEP_OLD_IMAGES", True)
+# Uploads never sent with a message are deleted by `manage.py purge_uploads` after this many hours.
+CHAT_UPLOAD_MAX_AGE_HOURS = env_int("CHAT_UPLOAD_MAX_AGE_HOURS", 24, minimum=1)
+# Images uploaded but not yet sent, per user: more waiting is refused until some are sent or removed.
+CHAT_MAX_PENDING_UPLOADS = env_int("CHAT_MAX_PENDING_UPLOADS", 20, minimum=1)
+# Request bodies: files over 2.5 MB spool to a temporary file instead of memory; form fields (not files) are
+# capped at 2.5 MB. The image byte limit itself is enforced while the upload is read (views/uploads.py).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
 # --- Logging: everything to stdout, the way containers and systemd expect --------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

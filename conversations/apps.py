@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class ConversationsConfig(AppConfig):
     name = "conversations"
     verbose_name = "Chat"
+
+    def ready(self) -> None:
+        # Signal receivers: the audit of account activation, and folding a deleted conversation's usage
+        # into DeletedUsage so quotas and the usage dashboard keep counting it; deleting an image's file
+        # with its last row.
+        from conversations.services import audit, uploads, usage  # noqa: F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
@@ -171,6 +172,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         start_generation(turn.assistant)
 
     # --- frames from the channel layer -----------------------------------------------------------------
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels (4.2+) hops to Django's one database thread before every handler to run
+        # close_old_connections. Here that hop is wasted: frames never touch the database, and commands reach
+        # it only through database_sync_to_async, which does the same itself. Worse, every delta of every
+        # answer would queue on that thread behind the turns and checkpoints being saved (seconds under load).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def chat_frame(self, event: dict) -> None:
         frame = event["frame"]

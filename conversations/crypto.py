@@ -3,6 +3,10 @@
 CHAT_ENCRYPTION_KEY holds one or more comma-separated Fernet keys: the first encrypts, every one decrypts,
 so an operator rotates by prepending a new key. Without it we derive a key from SECRET_KEY, which still keeps
 keys out of plaintext in the database and its backups, but ties them to SECRET_KEY: that is worth a warning.
+
+Rotation without downtime: set CHAT_ENCRYPTION_KEY=new,old everywhere, run `manage.py rotate_encryption_key`
+(re-encrypts every stored key under `new`), then drop `old`. The SECRET_KEY-derived key stays a last-resort
+decryptor when CHAT_ENCRYPTION_KEY is set, so a site that started without one can move to one the same way.
 """
 
 from __future__ import annotations
@@ -36,13 +40,18 @@ def _fernet() -> MultiFernet:
             ) from exc
         if not keys:
             raise ImproperlyConfigured("CHAT_ENCRYPTION_KEY is set but holds no key.")
-        return MultiFernet(keys)
+        # Decrypt-only, last: what a site that never set CHAT_ENCRYPTION_KEY encrypted with, until rotated.
+        return MultiFernet([*keys, _derived_fernet()])
     logger.warning(
         "CHAT_ENCRYPTION_KEY is not set: provider keys are encrypted with a key derived from SECRET_KEY. "
         "Set CHAT_ENCRYPTION_KEY so that changing SECRET_KEY does not make stored keys unreadable."
     )
+    return MultiFernet([_derived_fernet()])
+
+
+def _derived_fernet() -> Fernet:
     digest = hashlib.sha256(b"chatsite-provider-keys:" + settings.SECRET_KEY.encode()).digest()
-    return MultiFernet([Fernet(base64.urlsafe_b64encode(digest))])
+    return Fernet(base64.urlsafe_b64encode(digest))
 
 
 def encrypt(plaintext: str) -> str:
@@ -56,6 +65,16 @@ def decrypt(token: str) -> str:
         return ""
     try:
         return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:
+        raise DecryptionError("stored secret cannot be decrypted with the configured keys") from exc
+
+
+def rotate(token: str) -> str:
+    """`token` re-encrypted under the first configured key (MultiFernet.rotate). Raises DecryptionError."""
+    if not token:
+        return ""
+    try:
+        return _fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise DecryptionError("stored secret cannot be decrypted with the configured keys") from exc
 

@@ -1,4 +1,5 @@
-"""Persistent state: providers and their models, conversations as trees of messages, attachments."""
+"""Persistent state: providers and their models, conversations as trees of messages, attachments; and for the
+admin: per-user quotas, personal provider keys, the audit log and the usage of deleted conversations."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from conversations import crypto
 
@@ -71,6 +72,16 @@ class ChatModelQuerySet(models.QuerySet):
         """Models a user may pick: enabled, on an enabled provider."""
         return self.filter(enabled=True, provider__enabled=True)
 
+    def open_to(self, user) -> ChatModelQuerySet:
+        """Models `user` may use: those restricted to no group, or to a group of theirs. Superusers use all.
+        Subqueries rather than a join, so a model in two of the user's groups is not listed twice."""
+        if getattr(user, "is_superuser", False):
+            return self.all()
+        through = ChatModel.allowed_groups.through
+        restricted = through.objects.filter(chatmodel_id=OuterRef("pk"))
+        mine = restricted.filter(group__user=user) if user is not None else restricted.none()
+        return self.filter(~Exists(restricted) | Exists(mine))
+
 
 class ChatModel(models.Model):
     """A model as offered by one provider. Rows sharing `canonical_id` stand in for one another on failure."""
@@ -98,6 +109,12 @@ class ChatModel(models.Model):
     retired_on = models.DateField(null=True, blank=True, help_text="When the provider withdrew it, if it did")
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
+    allowed_groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="chat_models",
+        help_text="Only members of these groups may pick this model. None selected: everyone may.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -155,6 +172,8 @@ class Conversation(models.Model):
     current_leaf = models.ForeignKey(
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Soft delete: hidden everywhere at once, restorable until CHAT_DELETED_RETENTION_DAYS, then purged.
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -210,6 +229,8 @@ class Message(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Budget held back for this answer while it runs (estimated cost); settled to `cost` when it ends.
     reserved_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # Tokens held back for this answer's token quota; counts only while reserved_cost is set (until it ends).
+    reserved_tokens = models.PositiveIntegerField(null=True, blank=True)
     # Older turns were left out of the prompt to fit the model's context window.
     context_trimmed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -241,8 +262,10 @@ class Message(models.Model):
 
 
 def attachment_path(instance: Attachment, filename: str) -> str:
-    # Files are named by a random id, never by the uploaded name, and sharded by owner.
-    return f"attachments/{instance.owner_id}/{instance.public_id.hex}"
+    # Files are named by the sha256 of their stored bytes (one file per owner and content, shared by that
+    # owner's rows), never by the uploaded name, and sharded by owner. `filename` only gives the extension.
+    extension = filename.rsplit(".", 1)[-1] if "." in filename else "bin"
+    return f"attachments/{instance.owner_id}/{instance.sha256}.{extension}"
 
 
 class Attachment(models.Model):
@@ -266,3 +289,158 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mime} {self.width}x{self.height}"
+
+
+class SharedConversation(models.Model):
+    """A read-only public link to one conversation: the active branch as it was when shared, copied into
+    `snapshot` (title and role/content pairs only), so later turns, names and ids never leak through it."""
+
+    token = models.CharField(max_length=64, unique=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    snapshot = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Share #{self.pk}"
+
+
+class ImportJob(models.Model):
+    """One uploaded file being imported in the background; the page polls it for progress and the report."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} ({self.status})"
+
+
+# --- Administration: quotas, personal keys, audit log, usage of deleted conversations -------------------------
+
+
+class UserQuota(models.Model):
+    """One user's limits, overriding the site defaults (CHAT_USER_* settings). Empty: the site default;
+    0: no limit. Absent row: every limit is the site default."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    daily_budget = models.DecimalField("USD per day", max_digits=10, decimal_places=2, null=True, blank=True)
+    monthly_budget = models.DecimalField(
+        "USD per month", max_digits=10, decimal_places=2, null=True, blank=True
+    )
+    daily_tokens = models.PositiveBigIntegerField("tokens per day", null=True, blank=True)
+    monthly_tokens = models.PositiveBigIntegerField("tokens per month", null=True, blank=True)
+    turns_per_minute = models.PositiveIntegerField("messages per minute", null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "quota"
+
+    def __str__(self) -> str:
+        return f"Quota of user #{self.user_id}"
+
+
+class PersonalKey(models.Model):
+    """A user's own API key for a provider (CHAT_ALLOW_PERSONAL_KEYS), used only for that user's turns.
+    Encrypted like provider keys; never shown back beyond its last four characters."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_keys")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="personal_keys")
+    api_key_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider__priority", "provider__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "provider"], name="personalkey_one_per_provider")
+        ]
+
+    def __str__(self) -> str:
+        return f"Personal key #{self.pk}"
+
+    @property
+    def api_key(self) -> str:
+        """The decrypted key: for building this user's routes only; never render or log it."""
+        return crypto.decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(value)
+
+    @property
+    def api_key_hint(self) -> str:
+        try:
+            key = self.api_key
+        except crypto.DecryptionError:
+            return "(unreadable: encryption key changed)"
+        return f"…{key[-4:]}" if len(key) > 4 else "…"
+
+
+class AuditEntry(models.Model):
+    """Who did what to keys, users, quotas and models, and when. Never holds a secret: changes are recorded
+    as field names, and values only for fields that are not secret (quotas, flags)."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(
+        "by", max_length=150, blank=True, help_text="Kept if the account is deleted"
+    )
+    action = models.CharField(max_length=64, db_index=True)  # e.g. provider.changed, user.activated
+    target_type = models.CharField("type", max_length=64, blank=True)
+    target_id = models.CharField("target id", max_length=64, blank=True)
+    target_repr = models.CharField("target", max_length=200, blank=True)
+    summary = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.actor_name or 'system'} {self.action} {self.target_repr}"
+
+
+class DeletedUsage(models.Model):
+    """Usage of conversations that were deleted, per user, day, model and provider, folded in when they go:
+    quotas keep counting it (deleting chats must not refill a budget) and the dashboard keeps its totals.
+    `user_id` is a plain number, not a foreign key, so the rows can be written in the middle of a cascade."""
+
+    user_id = models.BigIntegerField(null=True)
+    username = models.CharField(max_length=150, blank=True)
+    day = models.DateField()
+    model_name = models.CharField(max_length=200, blank=True)
+    provider_name = models.CharField(max_length=100, blank=True)
+    turns = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user_id", "day"], name="deletedusage_user_day_idx"),
+            models.Index(fields=["day"], name="deletedusage_day_idx"),
+        ]
+        verbose_name_plural = "deleted usage"
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.day} {self.model_name}"

@@ -8,16 +8,24 @@
   providers and models they need (see `sim_model`).
 - Browser tests are marked `browser` and run last: Playwright's sync API keeps an event loop running in the
   main thread, which would break every later async test.
+
+The PostgreSQL + Redis lane: `scripts/test` runs the suite a second time with DATABASE_URL, REDIS_URL and
+CHAT_TEST_LANE=backends set. That run keeps only the tests whose behaviour depends on the database or the
+channel layer: those marked `django_db` or `backends`, and those using a live daphne; browser tests run in the
+default lane only. Tests that need several processes skip themselves unless REDIS_URL is set.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connections
 from django.test.utils import override_settings
 
 from conversations import crypto
@@ -39,14 +47,45 @@ ORIGIN = "http://127.0.0.1"
 PASSWORD = "correct horse battery staple"
 
 
+BACKENDS_LANE = os.environ.get("CHAT_TEST_LANE") == "backends"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends: runs again in the PostgreSQL + Redis lane (added to database tests by default)"
+    )
+
+
+def _depends_on_backends(item) -> bool:
+    if item.get_closest_marker("browser") is not None:
+        return False
+    return (
+        item.get_closest_marker("django_db") is not None
+        or item.get_closest_marker("backends") is not None
+        or "live_server_daphne" in getattr(item, "fixturenames", ())
+    )
+
+
 def pytest_collection_modifyitems(config, items):
+    if BACKENDS_LANE:
+        # The PostgreSQL + Redis lane: only what the database or the channel layer can change.
+        deselected = [item for item in items if not _depends_on_backends(item)]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if _depends_on_backends(item)]
     # Browser tests last (see the module docstring); stable order otherwise.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _test_environment(tmp_path_factory):
-    """Fast password hashing; media and static files in temporary folders (static collected once)."""
+def _test_environment(request, tmp_path_factory):
+    """Fast password hashing; media and static files in temporary folders (static collected once).
+
+    When browser tests are in the run, the test database is created now, before Playwright starts its event
+    loop in this thread (after that, migrations would raise SynchronousOnlyOperation).
+    """
+    if any(item.get_closest_marker("browser") for item in request.session.items):
+        request.getfixturevalue("django_db_setup")
     with override_settings(
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         MEDIA_ROOT=str(tmp_path_factory.mktemp("media")),
@@ -56,6 +95,31 @@ def _test_environment(tmp_path_factory):
         call_command("collectstatic", interactive=False, verbosity=0)
         yield
     crypto.reset_cache()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_lane_redis():
+    """The lane's Redis database starts and ends empty (only in the lane: never flush a developer's Redis)."""
+    if not (BACKENDS_LANE and settings.REDIS_URL):
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_sync_thread_connection(request):
+    """Async tests run ORM calls on asgiref's single sync thread, whose connection would outlive the test (and
+    PostgreSQL refuses to drop a test database still in use): close it after each database test."""
+    yield
+    executor = SyncToAsync.single_thread_executor
+    if request.node.get_closest_marker("django_db") is not None and isinstance(executor, ThreadPoolExecutor):
+        executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -157,13 +221,11 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
-@pytest.fixture
-def browser_orm():
-    """Browser tests may seed data with the ORM although Playwright's loop runs in this thread."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+@pytest.fixture(autouse=True)
+def browser_orm(request):
+    """Browser tests may use the ORM (seeding, assertions, pytest-django's flush) although Playwright's event
+    loop runs in this thread. Autouse, so it is set before `page`; it stays set for the rest of the session
+    because pytest-django flushes the database after this fixture's teardown, and browser tests run last.
+    """
+    if request.node.get_closest_marker("browser") is not None:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

@@ -72,6 +72,8 @@ class DaphneServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
+        """The test run's settings, not the developer's: the test database, and Redis only when the run uses
+        it (settings.REDIS_URL, the PostgreSQL + Redis lane), so several servers share one channel layer."""
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(
             {
@@ -82,11 +84,15 @@ class DaphneServer:
                 "MEDIA_ROOT": str(settings.MEDIA_ROOT),
                 "STATIC_ROOT": str(settings.STATIC_ROOT),
                 "CHAT_INSECURE_FAST_PASSWORD_HASHER": "1",
+                # Stopping a test server with an answer still running shouldn't wait the full 10 s.
+                "CHAT_SHUTDOWN_GRACE": "2",
                 "PYTHONUNBUFFERED": "1",
             }
         )
         if settings.CHAT_ENCRYPTION_KEY:
             env["CHAT_ENCRYPTION_KEY"] = settings.CHAT_ENCRYPTION_KEY
+        if settings.REDIS_URL:
+            env["REDIS_URL"] = settings.REDIS_URL
         env.update(self.extra_env)
         return env
 
@@ -123,6 +129,21 @@ class DaphneServer:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def terminate(self) -> None:
+        """SIGTERM, the way systemd stops a service: running answers get the grace period, then it exits."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit; its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

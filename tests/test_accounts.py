@@ -147,7 +147,7 @@ def test_it_shows_the_app_shell_with_a_logout_button(client, alice):
     assert f'action="{reverse("logout")}"' in html
     assert 'method="post"' in html
     assert reverse("password_change") in html
-    assert "Start a new chat" in html
+    assert "What can I help with?" in html
     assert reverse("admin:index") not in html
 
 

@@ -86,12 +86,14 @@ def test_it_rejects_bad_changes(client, alice):
         assert response.json()["error"]["message"]
 
 
-def test_it_deletes_a_conversation_with_its_messages(client, alice):
+def test_it_deletes_a_conversation_softly_until_the_purge(client, alice):
     conversation = make_conversations(alice, 1)[0]
     Message.objects.create(conversation=conversation, role="user", content="bye")
     client.force_login(alice)
     assert client.delete(f"/api/conversations/{conversation.public_id}").status_code == 200
-    assert not Conversation.objects.exists() and not Message.objects.exists()
+    assert Conversation.objects.get().deleted_at is not None and Message.objects.exists()
+    assert client.get(f"/api/conversations/{conversation.public_id}").status_code == 404
+    # More in tests/test_soft_delete.py.
 
 
 def test_charlie_cannot_read_change_or_delete_alices_conversation(client, alice, charlie):

@@ -23,7 +23,7 @@ def parse_uuid(value: object) -> uuid.UUID:
 def get_conversation_for_user(user, public_id: object) -> Conversation:
     try:
         return Conversation.objects.select_related("model__provider").get(
-            public_id=parse_uuid(public_id), owner=user
+            public_id=parse_uuid(public_id), owner=user, deleted_at__isnull=True
         )
     except Conversation.DoesNotExist as exc:
         raise NotFound("No such conversation.") from exc
@@ -32,7 +32,7 @@ def get_conversation_for_user(user, public_id: object) -> Conversation:
 def get_message_for_user(user, public_id: object) -> Message:
     try:
         return Message.objects.select_related("conversation").get(
-            public_id=parse_uuid(public_id), conversation__owner=user
+            public_id=parse_uuid(public_id), conversation__owner=user, conversation__deleted_at__isnull=True
         )
     except Message.DoesNotExist as exc:
         raise NotFound("No such message.") from exc

@@ -7,9 +7,12 @@ layer. Each one authorises through the access helpers before touching anything.
 from __future__ import annotations
 
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db.models import prefetch_related_objects
 
 from conversations.models import Message
 from conversations.services import access, groups, turns
+from conversations.services.errors import NotFound
 from conversations.services.serialize import conversation_dict, message_dict, tree_dicts
 
 user_from_session = access.user_from_session
@@ -39,7 +42,30 @@ def snapshot(user, conversation_id: str) -> dict:
     conversation = access.get_conversation_for_user(user, conversation_id)
     messages = turns.load_messages(conversation)
     path = turns.active_path(messages, conversation.current_leaf_id)
-    return {"conversation": conversation_dict(conversation), "messages": tree_dicts(path, messages)}
+    # A very long branch opens with its newest turns; older_messages pages back as the user scrolls up.
+    has_more = len(path) > settings.CHAT_HISTORY_PAGE_MESSAGES
+    path = path[-settings.CHAT_HISTORY_PAGE_MESSAGES :]
+    prefetch_related_objects(path, "attachments")  # every image on the branch in one query
+    return {
+        "conversation": conversation_dict(conversation),
+        "messages": tree_dicts(path, messages),
+        "has_more": has_more,
+    }
+
+
+def older_messages(user, conversation_id: str, before: str, limit: int) -> dict:
+    """The `limit` messages of the active branch just before message `before` (oldest first), and whether
+    there are more. Constant queries: the conversation, its message tree, the page's images."""
+    conversation = access.get_conversation_for_user(user, conversation_id)
+    messages = turns.load_messages(conversation)
+    path = turns.active_path(messages, conversation.current_leaf_id)
+    before_id = access.parse_uuid(before)
+    index = next((i for i, m in enumerate(path) if m.public_id == before_id), None)
+    if index is None:
+        raise NotFound("That message is not on this conversation's current branch.")
+    page = path[max(0, index - limit) : index]
+    prefetch_related_objects(page, "attachments")
+    return {"messages": tree_dicts(page, messages), "has_more": index - limit > 0}
 
 
 def _siblings(message: Message) -> list[str]:
@@ -62,7 +88,9 @@ def turn_ack(turn: turns.TurnStarted) -> dict:
         "user_message": None,
     }
     if turn.user_message is not None:
-        ack["user_message"] = message_dict(turn.user_message, siblings=_siblings(turn.user_message))
+        ack["user_message"] = message_dict(
+            turn.user_message, siblings=_siblings(turn.user_message), attachments=turn.attachments
+        )
     return ack
 
 

@@ -7,11 +7,16 @@ answer records that it happened (Message.context_trimmed) so the UI can say so.
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
+
+from django.conf import settings
 
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest, ImagePart
 from conversations.llm.tokens import estimate_message_tokens, estimate_prompt_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,21 +26,34 @@ class PreparedContext:
     prompt_estimate: int
 
 
-def _image_part(attachment: Attachment) -> ImagePart:
-    with attachment.file.open("rb") as handle:
-        data = base64.b64encode(handle.read()).decode("ascii")
+def _image_part(attachment: Attachment) -> ImagePart | None:
+    """The stored file as a data URL (never a link: the provider can't reach us, and shouldn't)."""
+    try:
+        with attachment.file.open("rb") as handle:
+            data = base64.b64encode(handle.read()).decode("ascii")
+    except OSError:
+        logger.warning(
+            "image %s is missing from storage; sending its message without it", attachment.public_id
+        )
+        return None
     return ImagePart(
-        url=f"data:{attachment.mime};base64,{data}", width=attachment.width, height=attachment.height
+        url=f"data:{attachment.mime};base64,{data}",
+        detail=settings.CHAT_IMAGE_DETAIL,
+        width=attachment.width,
+        height=attachment.height,
     )
 
 
-def _chat_message(message: Message) -> ChatMessage | None:
+def _chat_message(message: Message, with_images: bool = True) -> ChatMessage | None:
     if message.role == Message.Role.ASSISTANT:
         # A failed answer with no text says nothing to the model; a partial one is still context.
         if not message.content:
             return None
         return ChatMessage(role="assistant", text=message.content)
-    images = tuple(_image_part(a) for a in message.attachments.all())  # prefetched by history_for
+    images: tuple[ImagePart, ...] = ()
+    if with_images:
+        parts = (_image_part(a) for a in message.attachments.all())  # prefetched by history_for
+        images = tuple(part for part in parts if part is not None)
     return ChatMessage(role=message.role, text=message.content, images=images)
 
 
@@ -48,7 +66,14 @@ def build_request(conversation: Conversation, path: list[Message], chat_model: C
     system = (
         [ChatMessage(role="system", text=conversation.system_prompt)] if conversation.system_prompt else []
     )
-    turns = [m for m in (_chat_message(message) for message in path) if m is not None]
+    # CHAT_KEEP_OLD_IMAGES=false: only the newest user message carries its images (older turns keep their text).
+    newest_user = next((m.pk for m in reversed(path) if m.role == Message.Role.USER), None)
+    keep_all = settings.CHAT_KEEP_OLD_IMAGES
+    turns = [
+        m
+        for m in (_chat_message(message, keep_all or message.pk == newest_user) for message in path)
+        if m is not None
+    ]
 
     allowance = max(chat_model.context_window - max_output, 0)
     model_id = chat_model.model_id

@@ -3,9 +3,13 @@
 A generation is an asyncio task owned by the process, not by the socket that asked for it, so closing the
 tab does not stop the answer. While it runs:
 
-- text is coalesced into `delta` frames (every CHAT_FRAME_INTERVAL, or sooner past CHAT_FRAME_MAX_CHARS),
-  each carrying the message id and the character offset it starts at, sent to the conversation's group;
-- the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL, never per token;
+- text is coalesced into `delta` frames, each carrying the message id and the character offset it starts
+  at, sent to the conversation's group. The first text goes out at once (time to first token); after that
+  at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS), an interval stretched
+  under load so that the whole process sends at most PROCESS_FRAMES_PER_SECOND frames: a frame costs the
+  same CPU whatever its size, so many concurrent answers get fewer, larger frames instead of a backlog;
+- the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL, never per token, without
+  holding up the frames;
 - it listens on its own control group (`gen.<message>`) for `stop` and `sync` requests from any socket in
   any process. A `sync` is answered with the text the asker lacks, sent in order with the live frames, which
   is what makes resume exact.
@@ -16,26 +20,31 @@ Offsets count Unicode code points (Python `len`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from django.utils import timezone
 
 from conversations.llm import errors as llm_errors
 from conversations.llm.client import ClientConfig, open_stream
 from conversations.llm.events import Finish, RefusalDelta, Started, TextDelta, Usage
-from conversations.llm.routes import candidates_for
 from conversations.llm.tokens import estimate_text_tokens
 from conversations.models import ChatModel, Message
-from conversations.services import groups, titles
+from conversations.services import groups, shutdown, titles
 from conversations.services.context import build_request
+from conversations.services.personal_keys import routes_for_user
 from conversations.services.serialize import message_dict
+from conversations.services.sweep import INTERRUPTED_ERROR
 from conversations.services.turns import history_for
 
 logger = logging.getLogger(__name__)
@@ -43,6 +52,32 @@ logger = logging.getLogger(__name__)
 # Running generations of this process, by message pk. Holding the task here keeps it alive (asyncio only
 # keeps weak references) and lets tests and shutdown find them.
 RUNNING: dict[int, Generation] = {}
+
+# Frames a second for all the answers of one process together (see the module docstring): up to this many
+# concurrent answers divided by CHAT_FRAME_INTERVAL, every answer gets frames at that interval.
+PROCESS_FRAMES_PER_SECOND = 2000
+
+
+def frame_interval() -> float:
+    """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL, longer when many answers run."""
+    return max(settings.CHAT_FRAME_INTERVAL, len(RUNNING) / PROCESS_FRAMES_PER_SECOND)
+
+
+# How long the database thread of consumers and generations keeps its connection when CONN_MAX_AGE is 0.
+ENGINE_CONN_MAX_AGE = 600.0
+
+
+@receiver(connection_created, dispatch_uid="engine_keeps_its_connection")
+def _keep_engine_connection(sender, connection, **kwargs) -> None:
+    """Every ORM call of the websocket consumers and generations runs on asgiref's one sync thread, and
+    channels closes that thread's connection after each call when CONN_MAX_AGE is 0 (the default, right for
+    Django's per-request threads under ASGI). Here that would mean a new connection for every checkpoint;
+    on SQLite closing the last connection also checkpoints and deletes the WAL file. That long-lived thread
+    keeps its connection instead; it is still health-checked before reuse and replaced after errors."""
+    if connection.settings_dict.get("CONN_MAX_AGE") != 0:
+        return
+    if threading.current_thread() in getattr(SyncToAsync.single_thread_executor, "_threads", ()):
+        connection.close_at = time.monotonic() + ENGINE_CONN_MAX_AGE
 
 
 @dataclass
@@ -60,6 +95,7 @@ def start_generation(message: Message) -> asyncio.Task:
     generation.task = task
     RUNNING[message_pk] = generation
     task.add_done_callback(lambda _t: RUNNING.pop(message_pk, None))
+    shutdown.install()  # in a daphne process: SIGTERM lets running answers finish or save (idempotent)
     return task
 
 
@@ -75,11 +111,14 @@ class Generation:
         self.pending: list[str] = []  # received, not yet broadcast
         self.pending_chars = 0
         self.lock = asyncio.Lock()  # one frame at a time: keeps sync replies in order with live frames
-        self.wake = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.last_flush = -float("inf")  # loop time the last frame was cut: the first text goes out at once
+        self.flush_timer: asyncio.TimerHandle | None = None  # the next coalesced frame, when one is due
+        self.flush_tasks: set[asyncio.Task] = set()
         self.reader: asyncio.Task | None = None
         self.stop_requested = False
+        self.shutdown_requested = False
         self.finished = False
-        self.last_checkpoint = 0.0
 
     # --- text and frames --------------------------------------------------------------------------------
 
@@ -87,15 +126,39 @@ class Generation:
     def text(self) -> str:
         return self.sent_text + "".join(self.pending)
 
+    def _add_text(self, text: str) -> bool:
+        """Queue streamed text. True: flush now (the first text, or a full frame); else a timer will."""
+        self.pending.append(text)
+        self.pending_chars += len(text)
+        if self.pending_chars >= settings.CHAT_FRAME_MAX_CHARS:
+            return True
+        if self.flush_timer is None:
+            wait = self.last_flush + frame_interval() - self.loop.time()
+            if wait <= 0:
+                return True
+            self.flush_timer = self.loop.call_later(wait, self._flush_later)
+        return False
+
+    def _flush_later(self) -> None:
+        self.flush_timer = None
+        if self.pending and not self.finished:
+            task = self.loop.create_task(self._flush())
+            self.flush_tasks.add(task)
+            task.add_done_callback(self.flush_tasks.discard)
+
     async def _flush(self) -> None:
         async with self.lock:
             if not self.pending:
                 return
+            if self.flush_timer is not None:
+                self.flush_timer.cancel()
+                self.flush_timer = None
             chunk = "".join(self.pending)
             offset = len(self.sent_text)
             self.pending.clear()
             self.pending_chars = 0
             self.sent_text += chunk
+            self.last_flush = self.loop.time()
             await self.layer.group_send(
                 self.conversation_group,
                 groups.frame({"type": "delta", "conversation": self.conversation_id, "message": self.message_id,
@@ -105,31 +168,27 @@ class Generation:
     async def _answer_sync(self, reply_to: str, offset: int) -> None:
         async with self.lock:
             offset = max(0, min(offset, len(self.sent_text)))
-            await self.layer.send(
-                reply_to,
-                groups.frame({"type": "delta", "conversation": self.conversation_id, "message": self.message_id,
-                              "offset": offset, "text": self.sent_text[offset:]}),
-            )  # fmt: skip
+            try:
+                await self.layer.send(
+                    reply_to,
+                    groups.frame({"type": "delta", "conversation": self.conversation_id,
+                                  "message": self.message_id, "offset": offset, "text": self.sent_text[offset:]}),
+                )  # fmt: skip
+            except ChannelFull:  # that socket is far behind; it asks again at its next gap
+                logger.warning(
+                    "sync reply for answer %s dropped: the asking socket's channel is full", self.message_pk
+                )
 
     async def _broadcast(self, frame: dict) -> None:
         await self.layer.group_send(self.conversation_group, groups.frame(frame))
 
     # --- background helpers ----------------------------------------------------------------------------
 
-    async def _pump(self) -> None:
-        """Send coalesced frames and checkpoint until the stream ends."""
-        interval = settings.CHAT_FRAME_INTERVAL
-        while not self.finished:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=interval)
-            self.wake.clear()
-            await self._flush()
-            if time.monotonic() - self.last_checkpoint >= settings.CHAT_CHECKPOINT_INTERVAL:
-                await self._checkpoint()
-
-    async def _checkpoint(self) -> None:
-        self.last_checkpoint = time.monotonic()
-        await database_sync_to_async(_save_checkpoint)(self.message_pk, self.text)
+    async def _heartbeat(self) -> None:
+        """Save the partial text and the heartbeat every CHAT_CHECKPOINT_INTERVAL until the stream ends."""
+        while True:
+            await asyncio.sleep(settings.CHAT_CHECKPOINT_INTERVAL)
+            await database_sync_to_async(_save_checkpoint)(self.message_pk, self.text)
 
     async def _listen(self) -> None:
         """Stop and sync requests, from any socket in any process."""
@@ -141,13 +200,25 @@ class Generation:
                 if self.reader is not None:
                     self.reader.cancel()
             elif kind == "gen.sync" and isinstance(message.get("reply_to"), str):
-                await self._answer_sync(message["reply_to"], int(message.get("offset") or 0))
+                try:
+                    await self._answer_sync(message["reply_to"], int(message.get("offset") or 0))
+                except Exception:  # a bad request must not end the listener: Stop still has to work
+                    logger.exception("sync request for answer %s failed", self.message_pk)
+
+    def interrupt(self) -> None:
+        """The process is shutting down: stop reading and save the answer as interrupted, text kept."""
+        self.shutdown_requested = True
+        if self.reader is not None:
+            self.reader.cancel()
 
     # --- the run ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if shutdown.draining():  # SIGTERM arrived: start nothing new in a process about to exit
+            final = await database_sync_to_async(_fail_unprepared)(self.message_pk, shutdown.RESTARTING_ERROR)
+            await self._broadcast({"type": "end", "conversation": self.conversation_id, "message": final})
+            return
         started = time.monotonic()
-        self.last_checkpoint = started
         # Listen for stop and sync before anything slow, so an early Stop is not lost.
         self.control_channel = await self.layer.new_channel()
         await self.layer.group_add(groups.generation_group(self.message_id), self.control_channel)
@@ -166,23 +237,28 @@ class Generation:
             final = await database_sync_to_async(_fail_unprepared)(self.message_pk, error)
             await self._broadcast({"type": "end", "conversation": self.conversation_id, "message": final})
             return
-        pump = asyncio.create_task(self._pump())
+        heartbeat = asyncio.create_task(self._heartbeat())
         result_holder: dict = {}
         try:
             self.reader = asyncio.create_task(self._read(prepared, result_holder))
-            if self.stop_requested:  # Stop arrived while the prompt was being built
+            if self.stop_requested or self.shutdown_requested:  # arrived while the prompt was being built
                 self.reader.cancel()
             try:
                 outcome = await self.reader
             except asyncio.CancelledError:
-                if not self.stop_requested:
-                    raise  # the process is shutting down: leave it to the sweep (interrupted)
-                outcome = Outcome(Message.Status.CANCELLED, finish_reason="stopped")
+                if self.stop_requested:
+                    outcome = Outcome(Message.Status.CANCELLED, finish_reason="stopped")
+                elif self.shutdown_requested:  # SIGTERM's grace period is over: save what we have
+                    outcome = Outcome(Message.Status.INTERRUPTED, "interrupted", INTERRUPTED_ERROR)
+                else:
+                    raise  # cancelled from outside: leave it to the sweep (interrupted)
         finally:
             self.finished = True
-            self.wake.set()
+            if self.flush_timer is not None:
+                self.flush_timer.cancel()
+            heartbeat.cancel()
             listener.cancel()
-            await asyncio.gather(pump, listener, return_exceptions=True)
+            await asyncio.gather(heartbeat, listener, *self.flush_tasks, return_exceptions=True)
             await self.layer.group_discard(groups.generation_group(self.message_id), self.control_channel)
         await self._flush()
         duration = time.monotonic() - started
@@ -200,10 +276,8 @@ class Generation:
                 result_holder["result"] = stream.result
                 async for event in stream:
                     if isinstance(event, TextDelta | RefusalDelta):
-                        self.pending.append(event.text)
-                        self.pending_chars += len(event.text)
-                        if self.pending_chars >= settings.CHAT_FRAME_MAX_CHARS:
-                            self.wake.set()
+                        if self._add_text(event.text):
+                            await self._flush()
                     elif isinstance(event, Started):
                         await self._broadcast(
                             {"type": "status", "conversation": self.conversation_id, "message": self.message_id,
@@ -241,19 +315,22 @@ class Prepared:
     trimmed: bool
     prompt_estimate: int
     needs_title: bool
+    message: Message  # as loaded here, parent included: the final save updates it without reading it again
+    chat_model: ChatModel
 
 
 def _prepare(message_pk: int) -> Prepared:
     close_old_connections()
-    message = Message.objects.select_related("model__provider").get(pk=message_pk)
+    message = Message.objects.select_related("model__provider", "parent").get(pk=message_pk)
     conversation, path = history_for(message)
     chat_model = message.model
     if chat_model is None:
         raise llm_errors.NoRouteAvailable("the answer's model was deleted")
     prepared_context = build_request(conversation, path, chat_model)
-    routes = candidates_for(chat_model)
+    routes = routes_for_user(chat_model, conversation.owner_id)  # the owner's own key, if they brought one
     if prepared_context.trimmed:
         Message.objects.filter(pk=message_pk).update(context_trimmed=True)
+        message.context_trimmed = True
     return Prepared(
         message_id=str(message.public_id),
         conversation_id=str(conversation.public_id),
@@ -265,6 +342,8 @@ def _prepare(message_pk: int) -> Prepared:
         trimmed=prepared_context.trimmed,
         prompt_estimate=prepared_context.prompt_estimate,
         needs_title=not conversation.title,
+        message=message,
+        chat_model=chat_model,
     )
 
 
@@ -286,8 +365,8 @@ def _save_checkpoint(message_pk: int, text: str) -> None:
 def _finish(
     message_pk: int, text: str, outcome: Outcome, result, prepared: Prepared, duration: float
 ) -> dict:
-    """The final save: one UPDATE with everything we learned. Returns the message as a frame dict."""
-    message = Message.objects.select_related("parent").get(pk=message_pk)
+    """The final save: one UPDATE with everything we learned, no reads. Returns the message as a frame dict."""
+    message = prepared.message
     message.content = text
     message.status = outcome.status
     message.finish_reason = outcome.finish_reason
@@ -312,12 +391,15 @@ def _finish(
     else:
         # No usage reported (a cut stream, LM Studio...): bill our estimate, so budgets still hold.
         prompt, completion, cached = prepared.prompt_estimate, estimate_text_tokens(text), 0
-    chat_model = ChatModel.objects.filter(pk=served_by).first() if served_by else None
+    if served_by == prepared.chat_model.pk:
+        chat_model = prepared.chat_model
+    else:  # a fallback route served it: its own copy of the model, with its own prices
+        chat_model = ChatModel.objects.filter(pk=served_by).first() if served_by else None
     if chat_model is not None:
         message.model_name = chat_model.canonical_id or chat_model.model_id
         if outcome.status != Message.Status.ERROR or text:
             message.cost = chat_model.cost(prompt, completion, cached)
-    message.save()
+    message.save(force_update=True)  # a deleted conversation fails loudly here instead of re-creating the row
     frame = message_dict(message)
     frame.pop("siblings")  # the client already knows the branch layout from the acknowledgement
     return frame

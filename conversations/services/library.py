@@ -10,11 +10,14 @@ import base64
 import datetime as dt
 import json
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from conversations.models import Attachment, ChatModel, Conversation
-from conversations.services.access import get_conversation_for_user
-from conversations.services.errors import InvalidInput
+from conversations.models import ChatModel, Conversation, SharedConversation
+from conversations.services.access import get_conversation_for_user, parse_uuid
+from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.serialize import chat_model_dict
 
 PAGE_SIZE = 50
@@ -48,7 +51,7 @@ def list_conversations(
     user, *, cursor: str | None = None, query: str = "", archived: bool = False, limit: int = PAGE_SIZE
 ) -> dict:
     """One page of the sidebar. One query, whatever the number of conversations."""
-    rows = Conversation.objects.filter(owner=user, archived=archived).only(
+    rows = Conversation.objects.filter(owner=user, archived=archived, deleted_at__isnull=True).only(
         "public_id", "title", "pinned", "archived", "updated_at"
     )
     if query:
@@ -98,16 +101,47 @@ def update_conversation(user, conversation_id: str, changes: dict) -> dict:
 
 
 def delete_conversation(user, conversation_id: str) -> None:
+    """Soft delete: hidden at once everywhere (the access helpers skip it); restore_conversation undoes it
+    until CHAT_DELETED_RETENTION_DAYS have passed, then `manage.py purge_deleted` removes it for good."""
     conversation = get_conversation_for_user(user, conversation_id)
-    files = [a.file for a in Attachment.objects.filter(message__conversation=conversation)]
-    conversation.delete()
-    for stored in files:  # after the rows are gone: a failed delete leaves a stray file, not a broken chat
-        stored.delete(save=False)
+    Conversation.objects.filter(pk=conversation.pk).update(deleted_at=timezone.now())
+    SharedConversation.objects.filter(conversation=conversation, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
 
 
-def available_models() -> list[dict]:
+def restore_conversation(user, conversation_id: str) -> dict:
+    """Undo a delete. Only the owner, only within the retention period."""
+    cutoff = timezone.now() - dt.timedelta(days=settings.CHAT_DELETED_RETENTION_DAYS)
+    conversation = Conversation.objects.filter(
+        public_id=parse_uuid(conversation_id), owner=user, deleted_at__gte=cutoff
+    ).first()
+    if conversation is None:
+        raise NotFound("No such deleted conversation.")
+    Conversation.objects.filter(pk=conversation.pk).update(deleted_at=None)
+    return sidebar_item(conversation)
+
+
+def purge_deleted(now: dt.datetime | None = None) -> int:
+    """Remove conversations deleted longer ago than the retention period, one transaction each. Returns how
+    many went. Their usage is folded into DeletedUsage (pre_delete, services/usage.py) and their image files
+    go once no row uses them (post_delete, services/uploads.py)."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.CHAT_DELETED_RETENTION_DAYS)
+    purged = 0
+    for pk in list(Conversation.objects.filter(deleted_at__lt=cutoff).values_list("pk", flat=True)):
+        with transaction.atomic():
+            conversation = Conversation.objects.filter(pk=pk, deleted_at__lt=cutoff).first()
+            if conversation is not None:  # restored meanwhile: keep it
+                conversation.delete()
+                purged += 1
+    return purged
+
+
+def available_models(user=None) -> list[dict]:
+    """The models `user` may pick (see ChatModel.allowed_groups; no user: those open to everyone)."""
     models = (
         ChatModel.objects.available()
+        .open_to(user)
         .select_related("provider")
         .order_by("display_name", "provider__priority")
     )

@@ -1,25 +1,32 @@
-"""Per-user limits: turns per minute, and a monthly budget that running answers reserve against.
+"""Per-user limits: turns per minute, and money and token quotas per day and per month that running answers
+reserve against. The limits themselves and usage sums live in quotas.py.
 
-A turn reserves the most its answer could cost (prompt estimate plus the full output allowance) before the
-call, and the reservation is replaced by the real cost when the answer ends. Reservations are made while the
-user's row is locked, so concurrent turns from several tabs or processes can't overspend together.
+A turn reserves the most its answer could cost and use (prompt estimate plus the full output allowance) before
+the call, and the reservation is replaced by the real figures when the answer ends. Reservations are made while
+the user's row is locked, so concurrent turns from several tabs or processes can't overspend together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Sum
 from django.utils import timezone
 
 from conversations.models import ChatModel, Message
+from conversations.services import quotas
 from conversations.services.errors import BudgetExceeded, RateLimited
 
 # Prompt tokens assumed when reserving, before the prompt is built (the real count settles it).
 RESERVE_PROMPT_TOKENS = 4_000
+
+
+@dataclass(frozen=True)
+class Reservation:
+    cost: Decimal
+    tokens: int
 
 
 def lock_user(user) -> None:
@@ -27,8 +34,8 @@ def lock_user(user) -> None:
     get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
 
 
-def check_rate(user) -> None:
-    limit = settings.CHAT_TURNS_PER_MINUTE
+def check_rate(user, limits: quotas.Limits | None = None) -> None:
+    limit = (limits or quotas.limits_for(user)).turns_per_minute
     if not limit:
         return
     since = timezone.now() - dt.timedelta(minutes=1)
@@ -39,25 +46,51 @@ def check_rate(user) -> None:
         raise RateLimited(f"You can send {limit} messages a minute. Wait a moment and try again.")
 
 
-def month_start() -> dt.datetime:
-    now = timezone.localtime()
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def spent_this_month(user) -> Decimal:
-    """Settled cost plus what running answers have reserved."""
-    rows = Message.objects.filter(conversation__owner=user, created_at__gte=month_start())
-    totals = rows.aggregate(cost=Sum("cost"), reserved=Sum("reserved_cost"))
-    return (totals["cost"] or Decimal(0)) + (totals["reserved"] or Decimal(0))
-
-
-def reserve_budget(user, chat_model: ChatModel, max_output: int | None) -> Decimal:
-    """The amount to hold for one answer; raises BudgetExceeded if it doesn't fit. Call inside lock_user."""
+def reserve(
+    user,
+    chat_model: ChatModel,
+    max_output: int | None,
+    limits: quotas.Limits | None = None,
+    image_tokens: int = 0,
+) -> Reservation:
+    """What to hold for one answer; raises BudgetExceeded, saying which limit and when it resets, if it
+    doesn't fit. Call inside lock_user. No usage query when the user has no money or token limit.
+    `image_tokens`: the estimate for the images the prompt will carry, on top of RESERVE_PROMPT_TOKENS."""
     output = min(max_output or chat_model.max_output_tokens, chat_model.max_output_tokens)
-    estimate = chat_model.cost(RESERVE_PROMPT_TOKENS, output)
-    budget = Decimal(str(settings.CHAT_USER_MONTHLY_BUDGET))
-    if budget and spent_this_month(user) + estimate > budget:
-        raise BudgetExceeded(
-            f"This answer could exceed your monthly budget of ${budget:.2f}. Ask an administrator to raise it."
+    prompt = RESERVE_PROMPT_TOKENS + max(image_tokens, 0)
+    reservation = Reservation(cost=chat_model.cost(prompt, output), tokens=prompt + output)
+    limits = limits or quotas.limits_for(user)
+    if not limits.meters_usage:
+        return reservation
+    when = quotas.periods()
+    usage = quotas.usage_for(user, when)
+    # Longest wait first: when the month is spent, "it resets at midnight" would be wrong.
+    checks = (
+        ("month", limits.monthly_budget, usage.month_cost, usage.month_reserved_cost, reservation.cost, quotas.money),
+        ("month", limits.monthly_tokens, usage.month_tokens, usage.month_reserved_tokens, reservation.tokens, quotas.tokens),
+        ("day", limits.daily_budget, usage.day_cost, usage.day_reserved_cost, reservation.cost, quotas.money),
+        ("day", limits.daily_tokens, usage.day_tokens, usage.day_reserved_tokens, reservation.tokens, quotas.tokens),
+    )  # fmt: skip
+    for period, limit, used, held, need, fmt in checks:
+        if limit is not None and used + need > limit:
+            raise BudgetExceeded(_refusal(period, limit, used, held, need, fmt, when))
+    return reservation
+
+
+def _refusal(period: str, limit, used, held, need, fmt, when: quotas.Periods) -> str:
+    which = "this month" if period == "month" else "today"
+    resets = quotas.reset_phrase(period, when)
+    settled = used - held
+    if settled >= limit:
+        return f"You've used your {fmt(limit)} for {which}. It resets {resets}."
+    if used >= limit:
+        return (
+            f"Your answers still being written have reserved the rest of your {fmt(limit)} for {which}. "
+            f"Wait for them to finish, or until it resets {resets}."
         )
-    return estimate
+    could = "cost" if fmt is quotas.money else "use"
+    return (
+        f"This answer could {could} up to {fmt(need)}, more than the {fmt(limit - used)} left of your "
+        f"{fmt(limit)} for {which}. Pick a cheaper model or a lower maximum answer length, or wait until it "
+        f"resets {resets}."
+    )

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from conversations.models import ChatModel, Conversation, Message
+from django.urls import reverse
+
+from conversations.models import Attachment, ChatModel, Conversation, Message
 
 
 def chat_model_dict(model: ChatModel) -> dict:
@@ -38,10 +40,33 @@ def conversation_dict(conversation: Conversation) -> dict:
     }
 
 
+def attachment_dict(attachment: Attachment) -> dict:
+    """An image as the browser sees it: its ownership-checked URL, never its path on disk."""
+    return {
+        "id": str(attachment.public_id),
+        "url": reverse("upload", args=[attachment.public_id]),
+        "width": attachment.width,
+        "height": attachment.height,
+        "mime": attachment.mime,
+    }
+
+
+def _attachments_of(message: Message) -> list[Attachment]:
+    """A user message's images: from the prefetch cache when there is one, else one query. Answers have none."""
+    if message.role != Message.Role.USER or message.pk is None:
+        return []
+    return list(message.attachments.all())
+
+
 def message_dict(
-    message: Message, public_ids: dict[int, str] | None = None, siblings: list[str] | None = None
+    message: Message,
+    public_ids: dict[int, str] | None = None,
+    siblings: list[str] | None = None,
+    attachments: Iterable[Attachment] | None = None,
 ) -> dict:
-    """`public_ids` maps pks to public ids for the parent (pass it when serialising a whole tree)."""
+    """`public_ids` maps pks to public ids for the parent (pass it when serialising a whole tree).
+    `attachments`: the message's images when the caller has them; else prefetch_related("attachments"), or
+    it costs one query per user message."""
     if message.parent_id is None:
         parent = None
     elif public_ids is not None and message.parent_id in public_ids:
@@ -74,6 +99,9 @@ def message_dict(
         "context_trimmed": message.context_trimmed,
         "created_at": message.created_at.isoformat(),
         "siblings": siblings if siblings is not None else [str(message.public_id)],
+        "attachments": [
+            attachment_dict(a) for a in (_attachments_of(message) if attachments is None else attachments)
+        ],
     }
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from conversations.llm.tokens import image_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message
 from conversations.services import limits
 from conversations.services.access import get_conversation_for_user, get_message_for_user
@@ -38,9 +40,12 @@ class TurnStarted:
     attachments: list[Attachment] = field(default_factory=list)
 
 
-def resolve_model(model_pk: int | None, conversation: Conversation | None = None) -> ChatModel:
-    """The model for a turn: the one asked for, else the conversation's, else the site default."""
-    models = ChatModel.objects.available().select_related("provider")
+def resolve_model(model_pk: int | None, conversation: Conversation | None = None, user=None) -> ChatModel:
+    """The model for a turn: the one asked for, else the conversation's, else the site default. Only models
+    open to `user` (the conversation's owner when not given) count: see ChatModel.allowed_groups."""
+    if user is None and conversation is not None:
+        user = conversation.owner
+    models = ChatModel.objects.available().open_to(user).select_related("provider")
     if model_pk is not None:
         chosen = models.filter(pk=model_pk).first()
         if chosen is None:
@@ -69,24 +74,59 @@ def _check_idle(conversation: Conversation) -> None:
 
 
 def _claim_attachments(user, attachment_ids: list, chat_model: ChatModel) -> list[Attachment]:
+    """The user's own uploads not yet sent, in the order given; refused for a model that can't read images."""
     if not attachment_ids:
         return []
-    found = list(Attachment.objects.filter(owner=user, public_id__in=attachment_ids, message__isnull=True))
-    if len(found) != len(set(attachment_ids)):
+    wanted = list(dict.fromkeys(str(i) for i in attachment_ids))
+    if len(wanted) > settings.CHAT_MAX_IMAGES_PER_TURN:
+        raise InvalidInput(
+            f"A message can carry at most {settings.CHAT_MAX_IMAGES_PER_TURN} images. Remove some.",
+            code="too_many_images",
+        )
+    found = list(Attachment.objects.filter(owner=user, public_id__in=wanted, message__isnull=True))
+    if len(found) != len(wanted):
         raise NotFound("One of the images no longer exists. Attach it again.")
+    _check_vision(chat_model)
+    found.sort(key=lambda a: wanted.index(str(a.public_id)))
+    return found
+
+
+def _check_vision(chat_model: ChatModel) -> None:
     if not chat_model.supports_images:
         raise InvalidInput(
             f"{chat_model.display_name} can't read images. Pick a model that supports images, or remove them.",
             code="images_not_supported",
         )
-    return found
 
 
-def _placeholder(conversation: Conversation, parent: Message | None, chat_model: ChatModel) -> Message:
-    """The answer-to-be, holding its budget reservation. The caller holds lock_user."""
+def _image_tokens(conversation: Conversation, chat_model: ChatModel, newest: list[Attachment]) -> int:
+    """Prompt tokens the images of this turn's prompt may cost, for the reservation: the newest message's,
+    plus (CHAT_KEEP_OLD_IMAGES) every earlier image of the conversation, all branches: it leans high."""
+    if not chat_model.supports_images:
+        return 0
+    sizes = [(a.width, a.height) for a in newest]
+    if settings.CHAT_KEEP_OLD_IMAGES and conversation.pk is not None:
+        earlier = Attachment.objects.filter(message__conversation=conversation).exclude(
+            pk__in=[a.pk for a in newest]
+        )
+        sizes += list(earlier.values_list("width", "height"))
+    detail = settings.CHAT_IMAGE_DETAIL
+    return sum(image_tokens(w, h, detail, chat_model.model_id) for w, h in sizes)
+
+
+def _placeholder(
+    conversation: Conversation,
+    parent: Message | None,
+    chat_model: ChatModel,
+    images: list[Attachment] | None = None,
+) -> Message:
+    """The answer-to-be, holding its budget reservation (images included). The caller holds lock_user."""
     max_output = conversation.params.get("max_tokens") if isinstance(conversation.params, dict) else None
-    reserved = limits.reserve_budget(
-        conversation.owner, chat_model, max_output if isinstance(max_output, int) else None
+    reserved = limits.reserve(
+        conversation.owner,
+        chat_model,
+        max_output if isinstance(max_output, int) else None,
+        image_tokens=_image_tokens(conversation, chat_model, images or []),
     )
     return Message.objects.create(
         conversation=conversation,
@@ -96,7 +136,8 @@ def _placeholder(conversation: Conversation, parent: Message | None, chat_model:
         model=chat_model,
         model_name=chat_model.canonical_id or chat_model.model_id,
         heartbeat_at=timezone.now(),
-        reserved_cost=reserved,
+        reserved_cost=reserved.cost,
+        reserved_tokens=reserved.tokens,
     )
 
 
@@ -126,7 +167,7 @@ def do_send_turn(
         else:
             conversation = get_conversation_for_user(user, conversation_id)
             _check_idle(conversation)
-        chat_model = resolve_model(model_pk, None if created else conversation)
+        chat_model = resolve_model(model_pk, None if created else conversation, user)
         limits.check_rate(user)
         attachments = _claim_attachments(user, attachment_ids or [], chat_model)
         if params is not None:
@@ -141,7 +182,7 @@ def do_send_turn(
         )
         if attachments:
             Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=user_message)
-        assistant = _placeholder(conversation, user_message, chat_model)
+        assistant = _placeholder(conversation, user_message, chat_model, attachments)
         _finish_turn(conversation, assistant, chat_model)
     return TurnStarted(conversation, assistant, user_message, created, attachments)
 
@@ -155,9 +196,12 @@ def do_regenerate(user, message_id: str, model_pk: int | None = None) -> TurnSta
             raise InvalidInput("Only answers can be regenerated.")
         conversation = old.conversation
         _check_idle(conversation)
-        chat_model = resolve_model(model_pk, conversation)
+        chat_model = resolve_model(model_pk, conversation, user)
         limits.check_rate(user)
-        assistant = _placeholder(conversation, old.parent, chat_model)
+        images = list(old.parent.attachments.all()) if old.parent_id else []
+        if images:
+            _check_vision(chat_model)  # the question it answers has images
+        assistant = _placeholder(conversation, old.parent, chat_model, images)
         _finish_turn(conversation, assistant, chat_model)
     return TurnStarted(conversation, assistant)
 
@@ -171,14 +215,27 @@ def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> Tu
             raise InvalidInput("Only your own messages can be edited.")
         conversation = old.conversation
         _check_idle(conversation)
-        chat_model = resolve_model(model_pk, conversation)
+        chat_model = resolve_model(model_pk, conversation, user)
         limits.check_rate(user)
+        images = list(old.attachments.all())
+        if images:
+            _check_vision(chat_model)
         user_message = Message.objects.create(
             conversation=conversation, parent=old.parent, role=Message.Role.USER, content=text
         )
-        assistant = _placeholder(conversation, user_message, chat_model)
+        # The edited message keeps the original's images: new rows sharing the same files.
+        copies = Attachment.objects.bulk_create(
+            [
+                Attachment(
+                    owner=user, message=user_message, file=a.file.name, mime=a.mime,
+                    width=a.width, height=a.height, bytes=a.bytes, sha256=a.sha256,
+                )
+                for a in images
+            ]
+        )  # fmt: skip
+        assistant = _placeholder(conversation, user_message, chat_model, copies)
         _finish_turn(conversation, assistant, chat_model)
-    return TurnStarted(conversation, assistant, user_message)
+    return TurnStarted(conversation, assistant, user_message, attachments=copies)
 
 
 def do_select_branch(user, message_id: str) -> Conversation:

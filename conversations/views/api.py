@@ -74,4 +74,4 @@ def conversation(request: HttpRequest, conversation_id) -> JsonResponse:
 @require_GET
 @login_required
 def models(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": library.available_models()})
+    return JsonResponse({"models": library.available_models(request.user)})

@@ -1,10 +1,38 @@
+import json
+from functools import cache
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.safestring import mark_safe
 
 from conversations.services import library
 from conversations.services.access import get_conversation_for_user
 from conversations.services.errors import NotFound
+
+# Third-party ES modules, imported by bare name from static/js/chat/*.js (pinned in static/vendor/README.md).
+VENDOR_MODULES = {
+    "marked": "vendor/marked-18.2.1/marked.esm.js",
+    "dompurify": "vendor/dompurify-3.4.18/purify.es.mjs",
+    "highlight.js": "vendor/highlight.js-11.12.0/highlight.min.js",
+}
+CHAT_MODULES = settings.BASE_DIR / "static" / "js" / "chat"
+
+
+@cache
+def import_map() -> str:
+    """The page's import map: vendored modules by name, and our own modules' plain URLs mapped to their hashed
+    static names, so a relative `import "./x.js"` gets the cache-busted file (no build step needed)."""
+    imports = {name: static(path) for name, path in VENDOR_MODULES.items()}
+    for module in sorted(CHAT_MODULES.glob("*.js")):
+        imports[f"{settings.STATIC_URL}js/chat/{module.name}"] = static(f"js/chat/{module.name}")
+    text = json.dumps({"imports": imports}, indent=1)
+    # Same escaping as json_script: the JSON sits inside a <script> element.
+    return mark_safe(text.translate({ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}))  # noqa: S308 - escaped above
 
 
 @login_required
@@ -17,7 +45,21 @@ def home(request: HttpRequest, conversation_id=None) -> HttpResponse:
             raise Http404("No such conversation.") from exc
     boot = {
         "conversation": str(conversation_id) if conversation_id else None,
-        "models": library.available_models(),
+        "models": library.available_models(request.user),
         "user": {"username": request.user.get_username(), "is_staff": request.user.is_staff},
+        "site_name": settings.CHAT_SITE_NAME,
+        "csrf_token": get_token(request),
+        "urls": {
+            "socket": "/ws/chat/",
+            "conversations": reverse("api-conversations"),
+            "search": reverse("api-search"),
+            "login": reverse("login"),
+            "home": reverse("home"),
+        },
+        "uploads": {  # images in prompts: POST one file per request, then send their ids with the turn
+            "url": reverse("uploads"),
+            "max_images": settings.CHAT_MAX_IMAGES_PER_TURN,
+            "max_bytes": settings.CHAT_MAX_IMAGE_BYTES,
+        },
     }
-    return render(request, "conversations/home.html", {"boot": boot})
+    return render(request, "conversations/home.html", {"boot": boot, "import_map": import_map()})

@@ -1,0 +1,60 @@
+"""daphne for bench/load.py, with a count of the SQL statements the site runs.
+
+Usage: load_server.py <daphne arguments>. Same as `daphne ...`, plus: every database connection gets an
+execute wrapper counting statements by kind (the first SQL word), and on SIGUSR1 the counts are written to
+$BENCH_COUNTS_FILE. Counting costs about a microsecond a statement; nothing else differs from a plain
+daphne process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import daphne.server  # noqa: F401  (installs Twisted's asyncio reactor before anything imports Twisted)
+
+COUNTS: dict[str, int] = {}
+
+
+def _count(execute, sql, params, many, context):
+    word = sql.lstrip()[:6].upper()
+    key = word if word in {"SELECT", "INSERT", "UPDATE", "DELETE"} else "OTHER"
+    COUNTS[key] = COUNTS.get(key, 0) + (len(params) if many and params is not None else 1)
+    return execute(sql, params, many, context)
+
+
+def _on_connection(sender, connection, **kwargs) -> None:
+    if _count not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_count)
+
+
+def _write_counts(path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(COUNTS))
+    tmp.replace(path)
+
+
+def main() -> None:
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments only
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_on_connection)
+    counts_file = os.environ.get("BENCH_COUNTS_FILE")
+    if counts_file:
+        # Python runs the handler in the main thread at its next bytecode: the event loop wakes at least
+        # once a second (daphne's housekeeping timers), so the file appears within about a second.
+        signal.signal(signal.SIGUSR1, lambda *_: _write_counts(Path(counts_file)))
+    from daphne.cli import CommandLineInterface
+
+    sys.argv = ["daphne", *sys.argv[1:]]
+    CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()

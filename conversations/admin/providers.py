@@ -1,0 +1,258 @@
+"""Admin pages for providers, their keys and models.
+
+The provider key is write-only: the form never renders it, pages show only its last four characters, and the
+audit log records that it changed, never what to. "Test connection" and "Sync models" are both list actions
+and buttons on a provider's page; their work is in conversations.services.providers.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from conversations.admin.audit import AuditedAdmin
+from conversations.llm import errors as llm_errors
+from conversations.models import ChatModel, PersonalKey, Provider
+from conversations.services import audit, providers
+
+ADMIN_CSS = {"all": ["conversations/admin.css"]}
+
+
+class ProviderForm(forms.ModelForm):
+    # Never rendered with a value: the browser must not receive the key, not even in a password field.
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored key. Stored encrypted.",
+    )
+    # https is what a bare "api.example.com" most likely means (and Django 6 will assume it).
+    base_url = forms.URLField(
+        assume_scheme="https", max_length=500, help_text=Provider._meta.get_field("base_url").help_text
+    )
+    clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name", "kind", "base_url", "api_key", "clear_api_key", "organization", "project",
+            "extra_headers", "enabled", "priority",
+        ]  # fmt: skip
+
+    def save(self, commit: bool = True) -> Provider:
+        provider = super().save(commit=False)
+        if self.cleaned_data.get("clear_api_key"):
+            provider.api_key = ""
+        elif self.cleaned_data.get("api_key"):
+            provider.api_key = self.cleaned_data["api_key"]
+        if commit:
+            provider.save()
+        return provider
+
+
+class ChatModelInline(admin.TabularInline):
+    model = ChatModel
+    extra = 0
+    fields = ["model_id", "display_name", "canonical_id", "supports_images", "context_window", "enabled"]
+    show_change_link = True
+
+
+@admin.register(Provider)
+class ProviderAdmin(AuditedAdmin):
+    form = ProviderForm
+    list_display = ["name", "kind", "base_url", "key", "model_count", "enabled", "priority", "updated_at"]
+    list_editable = ["enabled", "priority"]  # priority is the fallback order between copies of one model
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "base_url"]
+    readonly_fields = ["key", "created_at", "updated_at"]
+    inlines = [ChatModelInline]
+    actions = ["test_connection", "sync_models"]
+    change_form_template = "admin/conversations/provider/change_form.html"
+
+    class Media:
+        css = ADMIN_CSS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
+        return super().get_queryset(request).annotate(model_total=Count("models"))
+
+    def get_changelist_form(self, request, **kwargs):
+        # Only the editable columns: Django's default builds every field, base_url's deprecated URLField too.
+        return super().get_changelist_form(request, **{"fields": self.list_editable, **kwargs})
+
+    @admin.display(description="Key")
+    def key(self, obj: Provider) -> str:
+        return obj.api_key_hint or "—"
+
+    @admin.display(description="Models", ordering="model_total")
+    def model_count(self, obj: Provider) -> int:
+        return getattr(obj, "model_total", 0)
+
+    # --- Test connection and Sync models: list actions and buttons on the change page -----------------------
+
+    def get_urls(self):
+        own = [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(require_POST(self.test_connection_view)),
+                name="conversations_provider_test",
+            ),
+            path(
+                "<path:object_id>/sync-models/",
+                self.admin_site.admin_view(require_POST(self.sync_models_view)),
+                name="conversations_provider_sync",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _provider_or_404(self, request: HttpRequest, object_id: str) -> Provider:
+        provider = self.get_object(request, unquote(object_id))  # None for a malformed or unknown id
+        if provider is None:
+            raise Http404("No such provider.")
+        if not self.has_change_permission(request, provider):
+            raise PermissionDenied
+        return provider
+
+    def _back(self, provider: Provider) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:conversations_provider_change", args=[provider.pk]))
+
+    def _test(self, request: HttpRequest, provider: Provider) -> None:
+        report = providers.test_connection(provider)
+        audit.record(
+            request.user, "provider.tested", provider, report.message, ok=report.ok, list_ms=report.list_ms,
+            total_ms=report.total_ms, model=report.model_id,
+        )  # fmt: skip
+        self.message_user(request, report.message, messages.SUCCESS if report.ok else messages.ERROR)
+
+    def _sync(self, request: HttpRequest, provider: Provider) -> None:
+        try:
+            report = providers.sync_models(provider)
+        except llm_errors.LLMError as exc:
+            audit.record(request.user, "provider.sync_failed", provider, exc.user_message)
+            self.message_user(request, f"{provider.name}: {exc.user_message}", messages.ERROR)
+            return
+        audit.record(
+            request.user, "provider.synced", provider, report.message, created=report.created,
+            updated=report.updated,
+        )  # fmt: skip
+        self.message_user(request, f"{provider.name}: {report.message}", messages.SUCCESS)
+
+    def test_connection_view(self, request: HttpRequest, object_id: str):
+        provider = self._provider_or_404(request, object_id)
+        self._test(request, provider)
+        return self._back(provider)
+
+    def sync_models_view(self, request: HttpRequest, object_id: str):
+        provider = self._provider_or_404(request, object_id)
+        self._sync(request, provider)
+        return self._back(provider)
+
+    @admin.action(description="Test connection (list models and ask for one token)", permissions=["change"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            self._test(request, provider)
+
+    @admin.action(description="Sync models from the provider's list", permissions=["change"])
+    def sync_models(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            self._sync(request, provider)
+
+
+@admin.register(ChatModel)
+class ChatModelAdmin(AuditedAdmin):
+    list_display = [
+        "model_id", "display_name", "served_by", "supports_images", "context_window", "input_price",
+        "output_price", "enabled", "is_default", "groups",
+    ]  # fmt: skip
+    list_display_links = ["model_id"]
+    # The everyday edits in one go; cached prices, output limits and retirement dates are on each model's page.
+    list_editable = [
+        "display_name",
+        "supports_images",
+        "context_window",
+        "input_price",
+        "output_price",
+        "enabled",
+    ]
+    list_filter = ["enabled", "supports_images", "provider", "is_default", "allowed_groups"]
+    search_fields = ["display_name", "model_id", "canonical_id"]
+    list_select_related = ["provider"]
+    # Copies of one model next to each other, in the order they are tried.
+    ordering = ["canonical_id", "provider__priority", "provider__name"]
+    filter_horizontal = ["allowed_groups"]
+    actions = ["enable", "disable", "make_default"]
+    list_per_page = 50
+
+    class Media:
+        css = ADMIN_CSS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChatModel]:
+        return super().get_queryset(request).annotate(group_total=Count("allowed_groups"))
+
+    @admin.display(description="Provider (order)", ordering="provider__priority")
+    def served_by(self, obj: ChatModel) -> str:
+        return f"{obj.provider.name} ({obj.provider.priority})"
+
+    @admin.display(description="Groups")
+    def groups(self, obj: ChatModel) -> str:
+        count = getattr(obj, "group_total", 0)
+        return "everyone" if not count else f"{count} group{'s' if count != 1 else ''}"
+
+    @admin.action(description="Enable selected models", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
+        names = list(queryset.values_list("model_id", flat=True))
+        count = queryset.update(enabled=True)
+        audit.record(request.user, "chatmodel.enabled", None, f"Enabled {count} models", models=names)
+        self.message_user(request, f"Enabled {count} models.", messages.SUCCESS)
+
+    @admin.action(description="Disable selected models", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
+        names = list(queryset.values_list("model_id", flat=True))
+        count = queryset.update(enabled=False, is_default=False)
+        audit.record(request.user, "chatmodel.disabled", None, f"Disabled {count} models", models=names)
+        self.message_user(request, f"Disabled {count} models.", messages.SUCCESS)
+
+    @admin.action(description="Make the selected model the default", permissions=["change"])
+    def make_default(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model to make it the default.", messages.ERROR)
+            return
+        chosen = queryset.get()
+        chosen.is_default = True
+        chosen.enabled = True
+        chosen.save()
+        audit.record(request.user, "chatmodel.made_default", chosen)
+        self.message_user(request, f"{chosen} is now the default model.", messages.SUCCESS)
+
+
+@admin.register(PersonalKey)
+class PersonalKeyAdmin(admin.ModelAdmin):
+    """Which users brought their own key, and for which provider: the hint only. Admins may revoke a key."""
+
+    list_display = ["user", "provider", "key", "updated_at"]
+    list_filter = ["provider"]
+    search_fields = ["user__username"]
+    list_select_related = ["user", "provider"]
+    fields = ["user", "provider", "key", "created_at", "updated_at"]
+    readonly_fields = fields
+
+    @admin.display(description="Key")
+    def key(self, obj: PersonalKey) -> str:
+        return obj.api_key_hint
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def log_deletions(self, request, queryset):
+        for key in queryset:
+            audit.record(request.user, "personal_key.revoked", key.provider, f"Revoked the key of {key.user}")
+        return super().log_deletions(request, queryset)

@@ -1,0 +1,133 @@
+"""Bring your own key: a user's personal API key for a provider, used for that user's turns only.
+
+Off unless CHAT_ALLOW_PERSONAL_KEYS. Keys are encrypted like provider keys and never shown back beyond their
+last four characters. Answers through a personal key still count toward the user's quotas: the cost is
+computed from the model's prices whoever pays, and the quota check happens before the route is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
+
+from conversations import crypto
+from conversations.llm.routes import Route, candidates_for
+from conversations.models import ChatModel, PersonalKey, Provider
+from conversations.services import audit
+from conversations.services.errors import InvalidInput, NotAllowed, NotFound
+
+MAX_KEY_CHARS = 500
+
+
+def enabled() -> bool:
+    return bool(settings.CHAT_ALLOW_PERSONAL_KEYS)
+
+
+@dataclass(frozen=True)
+class KeySlot:
+    """One provider on the settings page, with the hint of the user's key for it, if any."""
+
+    provider_id: int
+    provider_name: str
+    hint: str  # "" when the user has no key for it
+
+
+def slots_for(user) -> list[KeySlot]:
+    """Every enabled provider and the user's key hint for each. Two queries."""
+    mine = {k.provider_id: k for k in PersonalKey.objects.filter(user=user)}
+    return [
+        KeySlot(p.pk, p.name, mine[p.pk].api_key_hint if p.pk in mine else "")
+        for p in Provider.objects.filter(enabled=True).order_by("priority", "name")
+    ]
+
+
+def _provider(provider_id: object) -> Provider:
+    try:
+        return Provider.objects.get(pk=_int(provider_id), enabled=True)
+    except Provider.DoesNotExist as exc:
+        raise NotFound("No such provider.") from exc
+
+
+def _require_enabled() -> None:
+    if not enabled():
+        raise NotAllowed("Personal API keys are turned off on this site.")
+
+
+@sensitive_variables("api_key")
+def set_key(user, provider_id: object, api_key: str) -> PersonalKey:
+    _require_enabled()
+    api_key = api_key.strip()
+    if not api_key or len(api_key) > MAX_KEY_CHARS or any(c.isspace() for c in api_key):
+        raise InvalidInput("Paste the key exactly as the provider shows it: one word, no spaces.")
+    provider = _provider(provider_id)
+    with transaction.atomic():
+        key, created = PersonalKey.objects.select_for_update().get_or_create(
+            user=user, provider=provider, defaults={"api_key_encrypted": crypto.encrypt(api_key)}
+        )
+        if not created:
+            key.api_key = api_key
+            key.save(update_fields=["api_key_encrypted", "updated_at"])
+        audit.record(user, "personal_key.set" if created else "personal_key.replaced", provider)
+    return key
+
+
+def remove_key(user, provider_id: object) -> None:
+    """Allowed even when personal keys are off or the provider is disabled: a user may always withdraw a key."""
+    key = (
+        PersonalKey.objects.select_related("provider")
+        .filter(user=user, provider_id=_int(provider_id))
+        .first()
+    )
+    if key is None:
+        raise NotFound("You have no key for that provider.")
+    key.delete()
+    audit.record(user, "personal_key.removed", key.provider)
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise NotFound("No such provider.") from exc
+
+
+def _user_id(user) -> int | None:
+    return user if isinstance(user, int) else getattr(user, "pk", None)
+
+
+def routes_for_user(chat_model: ChatModel, user) -> list[Route]:
+    """candidates_for(chat_model), restricted to models open to `user` (or user id), with the user's personal
+    key in place of the site's on every provider they have one for. Sync: two or three queries.
+
+    The generation engine calls this in `_prepare` instead of candidates_for(chat_model)."""
+    routes = candidates_for(chat_model)
+    user_id = _user_id(user)
+    if user_id is None or not routes:
+        return routes
+    owner = get_user_model()._default_manager.filter(pk=user_id).first()
+    if owner is not None and not owner.is_superuser:
+        # A twin on another provider may be restricted to groups this user isn't in: don't fall back to it.
+        ids = [r.chat_model_id for r in routes if r.chat_model_id is not None]
+        allowed = set(ChatModel.objects.filter(pk__in=ids).open_to(owner).values_list("pk", flat=True))
+        routes = [r for r in routes if r.chat_model_id is None or r.chat_model_id in allowed]
+    if not enabled():
+        return routes
+    keys = {
+        k.provider_id: k
+        for k in PersonalKey.objects.filter(user_id=user_id, provider_id__in={r.provider_id for r in routes})
+    }
+    out = []
+    for route in routes:
+        key = keys.get(route.provider_id)
+        if key is None:
+            out.append(route)
+            continue
+        try:
+            out.append(replace(route, api_key=key.api_key, key_unreadable=False))
+        except crypto.DecryptionError:
+            out.append(replace(route, api_key="", key_unreadable=True))
+    return out

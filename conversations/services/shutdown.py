@@ -1,0 +1,155 @@
+"""Graceful shutdown: on SIGTERM, running answers get CHAT_SHUTDOWN_GRACE seconds, then a final save.
+
+daphne runs Twisted's asyncio reactor, whose own SIGTERM handler stops the reactor at once: daphne cancels
+every connection's application and the process exits, leaving running answers "streaming" until another
+process's sweep marks them interrupted (their text only as fresh as the last checkpoint). Instead, the first
+generation of a daphne process takes over SIGTERM (`install`) and on the signal:
+
+1. new turns are refused: their answers end at once with an error saying the server is restarting;
+2. running answers get up to CHAT_SHUTDOWN_GRACE seconds to finish normally, streaming to their sockets;
+3. the rest stop reading from the provider and are saved `interrupted` with all the text received so far
+   (their `end` frames go out as usual);
+4. then daphne's own SIGTERM handling runs and the process exits.
+
+A second SIGTERM skips what is left of the grace period. Outside a running daphne (tests, management
+commands) nothing is installed. systemd's TimeoutStopSec must exceed the grace period by a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+RESTARTING_ERROR = "The server is restarting, so this answer was not started. Regenerate it in a moment."
+# After the grace period, how long the final saves of interrupted answers may take before we exit anyway
+# (an answer not saved by then stays "streaming" and is swept as interrupted from its last checkpoint).
+FINAL_SAVE_TIMEOUT = 10.0
+# A moment for consumers to forward the last `end` frames before daphne cancels them.
+FLUSH_DELAY = 0.2
+
+_installed_loops: set[int] = set()
+_draining = False
+_hurry: asyncio.Event | None = None
+
+
+def draining() -> bool:
+    """True once SIGTERM arrived: new turns must not start."""
+    return _draining
+
+
+def _daphne_loop() -> asyncio.AbstractEventLoop | None:
+    """The running loop if it is the one a running daphne (Twisted asyncio reactor) drives, else None."""
+    loop = asyncio.get_running_loop()
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or not getattr(reactor, "running", False):
+        return None
+    if getattr(reactor, "_asyncioEventloop", None) is not loop:
+        return None
+    return loop
+
+
+def install() -> None:
+    """Take over SIGTERM in this daphne process (idempotent; call from the event loop)."""
+    loop = asyncio.get_running_loop()
+    if id(loop) in _installed_loops or _daphne_loop() is None:
+        return
+    previous = signal.getsignal(signal.SIGTERM)  # Twisted's: stop the reactor
+    try:
+        loop.add_signal_handler(signal.SIGTERM, _on_sigterm, loop, previous)
+    except (RuntimeError, ValueError):  # not the main thread: keep daphne's handling
+        logger.warning("could not install the graceful SIGTERM handler", exc_info=True)
+        return
+    _installed_loops.add(id(loop))
+
+
+def _on_sigterm(loop: asyncio.AbstractEventLoop, previous) -> None:
+    global _draining, _hurry
+    if _draining:
+        logger.warning("second SIGTERM: skipping the rest of the grace period")
+        if _hurry is not None:
+            _hurry.set()
+        return
+    _draining = True
+    _hurry = asyncio.Event()
+    loop.create_task(_drain_then_exit(loop, previous, _hurry), name="graceful-shutdown")
+
+
+async def _drain_then_exit(loop: asyncio.AbstractEventLoop, previous, hurry: asyncio.Event) -> None:
+    try:
+        await drain(settings.CHAT_SHUTDOWN_GRACE, hurry)
+    except Exception:
+        logger.exception("graceful shutdown failed; exiting anyway")
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
+        _exit(previous)
+
+
+async def drain(grace: float, hurry: asyncio.Event | None = None) -> None:
+    """Let running generations finish within `grace` seconds, then save the rest as interrupted."""
+    from conversations.services.generation import RUNNING
+
+    deadline = time.monotonic() + grace
+    if RUNNING:
+        logger.warning(
+            "SIGTERM: refusing new turns; %d answer(s) running get up to %.1fs to finish", len(RUNNING), grace
+        )
+    hurried = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
+    try:
+        while RUNNING and (remaining := deadline - time.monotonic()) > 0:
+            waiting = {generation.task for generation in RUNNING.values() if generation.task is not None}
+            if hurried is not None:
+                waiting.add(hurried)
+            await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if hurried is not None and hurried.done():
+                break
+    finally:
+        if hurried is not None:
+            hurried.cancel()
+    late = list(RUNNING.values())
+    if not late:
+        return
+    logger.warning("SIGTERM: saving %d unfinished answer(s) as interrupted", len(late))
+    for generation in late:
+        generation.interrupt()
+    tasks = [generation.task for generation in late if generation.task is not None]
+    _done, pending = await asyncio.wait(tasks, timeout=FINAL_SAVE_TIMEOUT)
+    if pending:
+        logger.error(
+            "SIGTERM: %d answer(s) could not be saved in time; the sweep will mark them", len(pending)
+        )
+    await asyncio.sleep(FLUSH_DELAY)
+
+
+def _exit(previous) -> None:
+    """Hand over to daphne's own SIGTERM handling: Twisted stops the reactor and closes every connection."""
+    logger.warning("SIGTERM: exiting")
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is not None:
+        reactor.addSystemEventTrigger("after", "shutdown", _exit_now)
+    if callable(previous):
+        previous(signal.SIGTERM, None)
+    elif previous == signal.SIG_IGN:
+        return
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _exit_now() -> None:
+    """Exit once daphne has closed every connection, skipping interpreter finalisation: on CPython before
+    3.11.8 collecting daphne's pending coroutines there can crash the process with SIGSEGV (gh-113566), and
+    nothing is left to clean up by now."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

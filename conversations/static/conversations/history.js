@@ -1,0 +1,71 @@
+// The import / export page: uploads the chosen file to /api/imports and polls the job for progress and the
+// report of what was skipped. No inline script (strict CSP): this module is the page's only code.
+
+const form = document.querySelector(".import-form");
+const input = form.querySelector(".import-file");
+const nameNote = form.querySelector(".import-file-name");
+const statusBox = document.querySelector(".import-status");
+const statusText = statusBox.querySelector(".import-status-text");
+const progress = statusBox.querySelector(".import-progress");
+const skipped = statusBox.querySelector(".import-skipped");
+const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
+const submit = form.querySelector("button[type=submit]");
+
+const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
+
+input.addEventListener("change", () => {
+  nameNote.textContent = input.files[0]?.name || ".zip or .json";
+});
+
+function show(state, text) {
+  statusBox.hidden = false;
+  statusBox.dataset.state = state;
+  statusText.textContent = text;
+}
+
+function render(job) {
+  if (job.status === "failed") {
+    show("failed", job.error || "The import failed. Nothing was imported.");
+    return true;
+  }
+  if (job.status === "done") {
+    const r = job.report;
+    show("done", `Imported ${plural(r.conversations, "conversation")} (${plural(r.messages, "message")}${r.images ? `, ${plural(r.images, "image")}` : ""}).`);
+    skipped.replaceChildren(...r.skipped.map((s) => {
+      const li = document.createElement("li");
+      li.textContent = `Skipped ${plural(s.count, "item")}: ${s.reason}`;
+      return li;
+    }));
+    return true;
+  }
+  show("running", job.total ? `Importing… ${job.done.toLocaleString()} of ${job.total.toLocaleString()} conversations` : "Reading the file…");
+  if (job.total) progress.value = Math.round((100 * job.done) / job.total);
+  else progress.removeAttribute("value");
+  return false;
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!input.files.length) return;
+  submit.disabled = true;
+  skipped.replaceChildren();
+  show("running", "Uploading…");
+  progress.removeAttribute("value");
+  try {
+    const body = new FormData();
+    body.append("file", input.files[0]);
+    let response = await fetch(form.action, { method: "POST", body, headers: { "X-CSRFToken": csrf, Accept: "application/json" }, credentials: "same-origin" });
+    let job = await response.json();
+    if (!response.ok) throw new Error(job?.error?.message || "The upload failed.");
+    while (!render(job)) {
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      response = await fetch(`${form.dataset.statusUrl}/${job.id}`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      job = await response.json();
+      if (!response.ok) throw new Error(job?.error?.message || "Lost track of the import.");
+    }
+  } catch (error) {
+    show("failed", error.message);
+  } finally {
+    submit.disabled = false;
+  }
+});

@@ -1,0 +1,116 @@
+"""Images for prompts over HTTP: POST /api/uploads stores one (before the turn that uses it is sent), GET
+/api/uploads/<id> serves it to its owner (or staff), DELETE /api/uploads/<id> removes one not yet sent.
+
+Thin: the byte limit is enforced while the body is parsed (an upload handler that stops counting past
+CHAT_MAX_IMAGE_BYTES); checking and storing is services/images.py and services/uploads.py.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_http_methods
+
+from conversations.services import images, uploads
+from conversations.services.errors import NotFound, RateLimited
+from conversations.services.serialize import attachment_dict
+from conversations.views.api import json_api
+
+# Room for the multipart framing around the file (boundaries, part headers, the CSRF field).
+MULTIPART_OVERHEAD = 64 * 1024
+CACHE_SECONDS = 7 * 24 * 3600
+
+
+class CappedUploadHandler(FileUploadHandler):
+    """Counts each file's bytes as they are parsed and stops the upload once one passes the limit, before
+    the rest is kept in memory or on disk. Sits in front of Django's own handlers, which store the data."""
+
+    def __init__(self, request=None, limit: int | None = None) -> None:
+        super().__init__(request)
+        self.limit = settings.CHAT_MAX_IMAGE_BYTES if limit is None else limit
+        self.received = 0
+        self.exceeded = False
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler builds the file
+
+
+def _error(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def _too_large() -> JsonResponse:
+    return _error("image_too_large", images.too_large_message(), 413)
+
+
+@csrf_exempt  # checked by csrf_protect below, once the upload handler is in place (reading the token parses)
+@require_http_methods(["POST"])
+def upload_collection(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return _error("unauthenticated", "Log in again.", 401)
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.CHAT_MAX_IMAGE_BYTES + MULTIPART_OVERHEAD:
+        return _too_large()  # refused from the header: the body is never parsed
+    handler = CappedUploadHandler(request)
+    request.upload_handlers.insert(0, handler)
+    return _store_upload(request, handler)
+
+
+@csrf_protect
+def _store_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpResponse:
+    files = request.FILES.getlist("file")
+    if handler.exceeded:
+        return _too_large()
+    if len(files) != 1:
+        return _error("invalid", "Send exactly one image in the form field “file”.", 400)
+    try:
+        with files[0].open("rb") as stream:
+            data = images.read_capped(stream)
+        attachment, prepared = uploads.do_upload(request.user, data)
+    except images.ImageRejected as exc:
+        return _error(exc.code, exc.message, exc.status)
+    except RateLimited as exc:
+        return _error(exc.code, exc.message, 429)
+    body = {**attachment_dict(attachment), "bytes": attachment.bytes, "notice": prepared.notice}
+    return JsonResponse(body, status=201)
+
+
+@require_http_methods(["GET", "HEAD", "DELETE"])
+@json_api
+def upload_item(request: HttpRequest, upload_id) -> HttpResponse:
+    if request.method == "DELETE":
+        uploads.do_remove_upload(request.user, upload_id)
+        return HttpResponse(status=204)
+    attachment = uploads.get_attachment_for_user(request.user, upload_id)
+    etag = f'"{attachment.sha256}"'
+    if request.headers.get("If-None-Match") == etag:
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        try:
+            handle = attachment.file.open("rb")
+        except OSError as exc:
+            raise NotFound("This image is no longer available.") from exc
+        extension = attachment.file.name.rsplit(".", 1)[-1]
+        response = FileResponse(
+            handle, content_type=attachment.mime, as_attachment=False, filename=f"image.{extension}"
+        )
+    response["ETag"] = etag
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = f"private, max-age={CACHE_SECONDS}"
+    return response

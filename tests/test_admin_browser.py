@@ -1,0 +1,163 @@
+"""The admin in Chromium against a live daphne: an administrator adds a provider pointing at the simulator,
+tests it, syncs its models, and a user then chats with one of them; and the usage dashboard as people see it.
+Screenshots go to artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from conversations.models import ChatModel, PersonalKey, Provider, UserQuota
+from conversations.testing.upstream import Reply
+from tests.conftest import PASSWORD, session_cookie_for
+from tests.live import DaphneServer
+from tests.usage_seed import answer
+from tests.wsclient import ChatSocket
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+SECRET = "sk-browser-typed-secret-42Ab"
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def admin_login(page: Page, base: str) -> None:
+    page.goto(f"{base}/admin/login/")
+    page.get_by_label("Username:").fill("admin")
+    page.get_by_label("Password:").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+
+
+def test_an_admin_connects_the_simulator_and_a_user_chats_with_a_synced_model(
+    browser_orm, page, live_server_daphne, admin_user, alice, client, upstream
+):
+    base = live_server_daphne.url
+    admin_login(page, base)
+    expect(page.get_by_role("link", name="Usage dashboard")).to_be_visible()
+
+    page.goto(f"{base}/admin/conversations/provider/add/")
+    page.get_by_label("Name:", exact=True).fill("Simulator")
+    page.get_by_label("Kind:").select_option("openai_compatible")
+    page.get_by_label("Base url:").fill(upstream.base_url)
+    page.get_by_label("API key:").fill(SECRET)
+    page.get_by_role("button", name="Save and continue editing").click()
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    expect(page.get_by_text("…42Ab")).to_be_visible()
+
+    page.get_by_role("button", name="Test connection").click()
+    success = page.locator(".messagelist .success")
+    expect(success).to_contain_text("Simulator works: 10 models listed in ")
+    expect(success).to_contain_text("gpt-4o-mini answered one token in ")
+    shot(page, "admin-provider-test-connection")
+
+    page.get_by_role("button", name="Sync models").click()
+    expect(page.locator(".messagelist .success")).to_contain_text("10 new models imported; 5 of them enabled")
+    shot(page, "admin-provider-synced")
+    provider = Provider.objects.get(name="Simulator")
+    page.goto(f"{base}/admin/conversations/chatmodel/?provider__id__exact={provider.pk}")
+    expect(page.get_by_role("link", name="gpt-4o-mini", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Toggle navigation").click()  # room for the editable columns
+    page.set_viewport_size({"width": 1600, "height": 900})
+    shot(page, "admin-models")
+    page.set_viewport_size({"width": 1280, "height": 720})
+
+    # A normal user chats with one of the imported models, through the websocket.
+    mini = ChatModel.objects.get(provider=provider, model_id="gpt-4o-mini")
+    upstream.default = Reply(text="Hello from a synced model.")
+    with ChatSocket(live_server_daphne, session_cookie_for(client, alice)) as sock:
+        sock.send(type="send", text="Hi there", model=mini.pk, ref="t1")
+        ack = sock.wait_type("ack")
+        final = sock.wait_end(ack["assistant_message"]["id"])
+    assert (final["status"], final["content"], final["provider"]) == (
+        "complete",
+        "Hello from a synced model.",
+        "Simulator",
+    )
+    answers = [
+        r for r in upstream.requests if r.path.endswith("/chat/completions") and r.model == "gpt-4o-mini"
+    ]
+    assert answers[0].headers["authorization"] == f"Bearer {SECRET}"
+
+    page.goto(f"{base}/admin/usage/")
+    expect(page.locator("#total-answers")).to_have_text("1")
+    page.goto(f"{base}/admin/conversations/auditentry/")
+    expect(page.get_by_role("cell", name="provider.synced")).to_be_visible()
+    shot(page, "admin-audit-log")
+    for html in (page.content(), live_server_daphne.log()):
+        assert SECRET not in html
+
+
+def test_the_usage_dashboard_as_an_admin_sees_it(
+    browser_orm, page, live_server_daphne, admin_user, alice, charlie
+):
+    now = timezone.now()
+    for day in range(30):
+        at = now - dt.timedelta(days=day, hours=1)
+        for user, model, provider, scale in (
+            (alice, "gpt-4o", "OpenAI", 3),
+            (charlie, "gpt-4o-mini", "OpenRouter", 1),
+            (alice, "gpt-4-turbo", "OpenAI", 2),
+        ):
+            n = (day * 7 + scale * 13) % 9 + 1
+            answer(
+                user, model=model, provider=provider, at=at, cost=str(Decimal("0.013") * n * scale),
+                prompt=900 * n, completion=250 * n * scale, ttft_ms=250 + 40 * n, duration_ms=2500 + 300 * n,
+                status="error" if (provider == "OpenRouter" and day in (4, 11)) else "complete",
+            )  # fmt: skip
+    admin_login(page, live_server_daphne.url)
+    page.get_by_role("link", name="Usage dashboard").click()
+    expect(page.get_by_role("heading", name="Provider uptime")).to_be_visible()
+    expect(page.locator("#total-answers")).to_have_text("90")
+    expect(page.locator("#models-table")).to_contain_text("gpt-4-turbo")
+    shot(page, "admin-usage-dashboard")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    assert download.value.suggested_filename.startswith("usage-")
+
+    page.goto(f"{live_server_daphne.url}/admin/auth/user/")
+    expect(page.get_by_role("columnheader", name="Cost this month")).to_be_visible()
+    shot(page, "admin-users")
+    page.get_by_role("link", name="alice").click()
+    expect(page.get_by_text("Empty: the site default").first).to_be_visible()
+    shot(page, "admin-user-quota")
+
+
+@pytest.fixture(scope="module")
+def byok_daphne(django_db_setup, tmp_path_factory):
+    """A daphne with personal keys on (the shared live server runs with the default: off)."""
+    server = DaphneServer(
+        tmp_path_factory.mktemp("byok-browser"), extra_env={"CHAT_ALLOW_PERSONAL_KEYS": "true"}
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_user_brings_their_own_key_on_the_settings_page(browser_orm, byok_daphne, page, alice, sim_model):
+    UserQuota.objects.create(user=alice, monthly_budget=Decimal("5.00"), daily_tokens=200_000)
+    answer(alice, cost="3.40", prompt=60_000, completion=12_000)
+    base = byok_daphne.url
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/")
+    page.goto(f"{base}/settings/")
+    expect(page.get_by_text("This month: $3.40 of $5.00")).to_be_visible()
+    page.get_by_label("Key for Simulator").fill("sk-alice-browser-key-Ab12")
+    page.get_by_role("button", name="Save key for Simulator").click()
+    expect(page.get_by_text("Your key was saved.")).to_be_visible()
+    expect(page.get_by_text("Your key: …Ab12")).to_be_visible()
+    assert "sk-alice-browser-key-Ab12" not in page.content()
+    shot(page, "settings-personal-key")
+    assert PersonalKey.objects.get(user=alice).api_key == "sk-alice-browser-key-Ab12"

@@ -1,0 +1,190 @@
+"""Bring your own key: a user stores a personal key for a provider on their settings page; it is encrypted,
+never shown back (only its last four characters), and used for that user's turns only."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+
+from conversations import crypto
+from conversations.models import AuditEntry, ChatModel, PersonalKey, Provider
+from conversations.services import personal_keys
+from conversations.testing.upstream import Reply
+from tests.conftest import session_cookie_for
+from tests.live import DaphneServer
+from tests.wsclient import ChatSocket
+
+MINE = "sk-alice-own-key-0000-Wq42"
+SITE = "Bearer sk-sim-test-0000"  # sim_provider's key
+
+
+@pytest.fixture
+def keys_on(settings):
+    settings.CHAT_ALLOW_PERSONAL_KEYS = True
+
+
+def save_key(client, provider, key: str = MINE):
+    return client.post("/settings/", {"provider": provider.pk, "api_key": key}, follow=True)
+
+
+def page_messages(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+# --- The settings page -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_settings_page_needs_a_login(client):
+    response = client.get("/settings/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_personal_keys_are_off_by_default(client, alice, sim_provider):
+    client.force_login(alice)
+    page = client.get("/settings/").content.decode()
+    assert "Your API keys" not in page and "Account" in page
+    response = save_key(client, sim_provider)
+    assert page_messages(response) == ["Personal API keys are turned off on this site."]
+    assert not PersonalKey.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_user_saves_a_key_that_is_encrypted_and_never_shown_back(client, alice, sim_provider, keys_on):
+    client.force_login(alice)
+    response = save_key(client, sim_provider)
+    assert page_messages(response) == ["Your key was saved. Your own messages now use it."]
+    html = response.content.decode()
+    assert "Your key: …Wq42" in html
+    assert MINE not in html
+    stored = PersonalKey.objects.get(user=alice, provider=sim_provider)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key_encrypted FROM conversations_personalkey WHERE id = %s", [stored.pk])
+        raw = cursor.fetchone()[0]
+    assert MINE not in raw and stored.api_key == MINE
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.actor, entry.target_repr) == ("personal_key.set", alice, "Simulator")
+    assert MINE not in str(entry.details) + entry.summary
+
+
+@pytest.mark.django_db
+def test_a_user_replaces_and_removes_their_key(client, alice, sim_provider, keys_on):
+    client.force_login(alice)
+    save_key(client, sim_provider)
+    save_key(client, sim_provider, "sk-second-key-9876")
+    assert PersonalKey.objects.get().api_key == "sk-second-key-9876"
+    response = client.post("/settings/", {"provider": sim_provider.pk, "action": "remove"}, follow=True)
+    assert page_messages(response) == ["Your key was removed."]
+    assert not PersonalKey.objects.exists()
+    assert list(AuditEntry.objects.order_by("id").values_list("action", flat=True)) == [
+        "personal_key.set",
+        "personal_key.replaced",
+        "personal_key.removed",
+    ]
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_key_with_spaces_or_for_a_disabled_provider(client, alice, sim_provider, keys_on):
+    client.force_login(alice)
+    response = save_key(client, sim_provider, "two words")
+    assert page_messages(response) == ["Paste the key exactly as the provider shows it: one word, no spaces."]
+    sim_provider.enabled = False
+    sim_provider.save()
+    assert page_messages(save_key(client, sim_provider)) == ["No such provider."]
+    assert not PersonalKey.objects.exists()
+
+
+@pytest.mark.django_db
+def test_charlie_cannot_remove_or_see_alices_key(client, alice, charlie, sim_provider, keys_on):
+    personal_keys.set_key(alice, sim_provider.pk, MINE)
+    client.force_login(charlie)
+    assert "…Wq42" not in client.get("/settings/").content.decode()
+    response = client.post("/settings/", {"provider": sim_provider.pk, "action": "remove"}, follow=True)
+    assert page_messages(response) == ["You have no key for that provider."]
+    assert PersonalKey.objects.filter(user=alice).exists()
+
+
+@pytest.mark.django_db
+def test_the_settings_page_shows_the_users_limits(client, alice, settings):
+    settings.CHAT_USER_MONTHLY_BUDGET = 5.0
+    client.force_login(alice)
+    html = client.get("/settings/").content.decode()
+    assert "This month: $0.00 of $5.00" in html and "<meter" in html
+
+
+# --- Routes: whose key each turn uses ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_routes_carry_the_users_own_key_and_nobody_elses(alice, charlie, sim_model, keys_on):
+    personal_keys.set_key(alice, sim_model.provider_id, MINE)
+    [alices] = personal_keys.routes_for_user(sim_model, alice)
+    [charlies] = personal_keys.routes_for_user(sim_model, charlie.pk)
+    assert (alices.api_key, charlies.api_key) == (MINE, "sk-sim-test-0000")
+    assert MINE not in repr(alices)
+
+
+@pytest.mark.django_db
+def test_a_stored_key_is_not_used_once_personal_keys_are_turned_off(alice, sim_model, settings):
+    settings.CHAT_ALLOW_PERSONAL_KEYS = True
+    personal_keys.set_key(alice, sim_model.provider_id, MINE)
+    settings.CHAT_ALLOW_PERSONAL_KEYS = False
+    [route] = personal_keys.routes_for_user(sim_model, alice)
+    assert route.api_key == "sk-sim-test-0000"
+
+
+@pytest.mark.django_db
+def test_an_unreadable_personal_key_is_reported_not_replaced_by_the_sites(alice, sim_model, keys_on):
+    PersonalKey.objects.create(
+        user=alice, provider=sim_model.provider, api_key_encrypted="not-a-fernet-token"
+    )
+    [route] = personal_keys.routes_for_user(sim_model, alice)
+    assert (route.api_key, route.key_unreadable) == ("", True)
+    with pytest.raises(crypto.DecryptionError):
+        PersonalKey.objects.get().api_key  # noqa: B018 - the property read is the assertion
+
+
+@pytest.mark.django_db
+def test_fallback_skips_copies_restricted_to_other_groups(alice, sim_model, upstream):
+    backup = Provider.objects.create(name="Backup", base_url=upstream.base_url, priority=500)
+    twin = ChatModel.objects.create(
+        provider=backup, model_id="gpt-4o", canonical_id="gpt-4o", display_name="GPT-4o"
+    )
+    twin.allowed_groups.add(Group.objects.create(name="premium"))
+    assert [r.provider_name for r in personal_keys.routes_for_user(sim_model, alice)] == ["Simulator"]
+
+
+# --- End to end: the engine uses the key for that user's turns only ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def byok_server(django_db_setup, tmp_path_factory):
+    """A daphne with personal keys on (the shared live server runs with the default: off)."""
+    server = DaphneServer(tmp_path_factory.mktemp("byok"), extra_env={"CHAT_ALLOW_PERSONAL_KEYS": "true"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_engine_uses_the_personal_key_for_its_owners_turns_only(
+    byok_server, client, alice, charlie, sim_model, upstream, keys_on
+):
+    personal_keys.set_key(alice, sim_model.provider_id, MINE)
+    upstream.default = Reply(text="Hello from the simulator.")
+    for user, expected in ((alice, f"Bearer {MINE}"), (charlie, SITE)):
+        with ChatSocket(byok_server, session_cookie_for(client, user)) as sock:
+            sock.send(type="send", text="Hi", ref="t")
+            ack = sock.wait_type("ack")
+            assert sock.wait_end(ack["assistant_message"]["id"])["status"] == "complete"
+        answers = [
+            r
+            for r in upstream.requests
+            if r.path.endswith("/chat/completions") and r.json["messages"][-1]["content"] == "Hi"
+        ]
+        assert [r.headers["authorization"] for r in answers] == [expected], user
+        upstream.reset()
+        upstream.default = Reply(text="Hello from the simulator.")
+    assert MINE not in byok_server.log()

@@ -1,0 +1,190 @@
+"""Several daphne processes sharing PostgreSQL (or SQLite) and Redis behave like one server: an answer runs
+in one process and streams, stops and resumes through sockets held by another; a killed process's answer is
+marked interrupted by the survivor. Needs REDIS_URL (the in-memory channel layer can't span processes), so
+these run in the PostgreSQL + Redis lane of scripts/test."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.conf import settings
+
+from conversations.models import Conversation, Message
+from conversations.testing.upstream import Reply
+from tests.conftest import session_cookie_for
+from tests.live import DaphneServer
+from tests.wsclient import ChatSocket
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not settings.REDIS_URL,
+        reason="needs REDIS_URL: the in-memory channel layer can't span processes "
+        "(scripts/test runs these in its PostgreSQL + Redis lane)",
+    ),
+]
+
+# Multi-byte characters on purpose: offsets count code points in every process.
+ANSWER = "".join(f"Wörd{i} 世界 " if i % 5 == 0 else f"word{i} " for i in range(200)) + "🎉 done."
+
+
+@pytest.fixture
+def workers(django_db_setup, tmp_path):
+    """Start daphne processes on the test database and the test Redis: `workers(2, **env)`."""
+    started: list[DaphneServer] = []
+
+    def start(count: int = 2, **env) -> list[DaphneServer]:
+        for _ in range(count):
+            workdir = tmp_path / f"worker{len(started)}"
+            workdir.mkdir()
+            server = DaphneServer(workdir, {k: str(v) for k, v in env.items()})
+            server.start()
+            started.append(server)
+        return started[-count:]
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def redis_client():
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+def conversation_of(alice, sim_model) -> Conversation:
+    """A conversation with one finished exchange and a title, so the next turn is the only upstream call."""
+    conversation = Conversation.objects.create(owner=alice, model=sim_model, title="Scale-out")
+    question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    answer = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", status="complete", content="Hello."
+    )
+    conversation.current_leaf = answer
+    conversation.save()
+    return conversation
+
+
+def open_conversation(sock: ChatSocket, conversation_id: str) -> dict:
+    sock.send(type="open", conversation=conversation_id, ref="open")
+    return sock.wait_for(lambda f: f["type"] == "conversation" and f["ref"] == "open")
+
+
+def wait_until(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return value
+
+
+def test_an_answer_running_on_one_worker_streams_to_a_socket_on_another(
+    workers, client, alice, upstream, sim_model, redis_client
+):
+    a, b = workers(2)
+    conversation = conversation_of(alice, sim_model)
+    conversation_id = str(conversation.public_id)
+    upstream.enqueue(Reply(text=ANSWER, token_delay=0.003))
+    cookie = session_cookie_for(client, alice)
+    with ChatSocket(a, cookie) as on_a, ChatSocket(b, cookie) as on_b:
+        open_conversation(on_b, conversation_id)
+        on_a.send(type="send", conversation=conversation_id, text="Count for me.")
+        answer_id = on_a.wait_type("ack")["assistant_message"]["id"]
+        turn = on_b.wait_type("turn")  # B learns of the new messages through Redis...
+        assert turn["assistant_message"]["id"] == answer_id
+        final = on_b.wait_end(answer_id)  # ...and gets every character exactly once, in order
+        assert on_b.texts[answer_id] == ANSWER == final["content"]
+        assert on_a.wait_end(answer_id)["content"] == ANSWER
+        deltas_on_b = [f for f in on_b.frames if f["type"] == "delta"]
+        assert deltas_on_b[0]["offset"] == 0 and len(deltas_on_b) > 1
+    assert Message.objects.get(public_id=answer_id).content == ANSWER
+
+    # Closed sockets and finished answers leave no group behind in Redis.
+    prefix = "asgi:group:"
+    wait_until(
+        lambda: not redis_client.exists(f"{prefix}conv.{conversation_id}", f"{prefix}gen.{answer_id}"), 5
+    )
+
+
+def test_stop_sent_to_another_worker_ends_the_answer_within_200_ms(
+    workers, client, alice, upstream, sim_model
+):
+    a, b = workers(2)
+    conversation_id = str(conversation_of(alice, sim_model).public_id)
+    upstream.enqueue(Reply(text=ANSWER, token_delay=0.05))
+    cookie = session_cookie_for(client, alice)
+    with ChatSocket(a, cookie) as on_a, ChatSocket(b, cookie) as on_b:
+        open_conversation(on_b, conversation_id)
+        on_a.send(type="send", conversation=conversation_id, text="Go on and on.")
+        answer_id = on_a.wait_type("ack")["assistant_message"]["id"]
+        on_b.wait_for(lambda f: f["type"] == "delta" and f["message"] == answer_id)
+
+        asked = time.monotonic()
+        on_b.send(type="stop", message=answer_id, ref="stop")
+        disconnect = upstream.wait_for_disconnect(timeout=2)
+        assert disconnect.at - asked < 0.2, f"upstream still open {disconnect.at - asked:.3f}s after stop"
+
+        for sock in (on_a, on_b):
+            final = sock.wait_end(answer_id)
+            assert final["status"] == "cancelled" and final["finish_reason"] == "stopped"
+            assert ANSWER.startswith(final["content"]) and sock.texts[answer_id] == final["content"]
+    assert disconnect.tokens_sent < len(ANSWER.split())
+    assert Message.objects.get(public_id=answer_id).status == "cancelled"
+
+
+def test_reloads_that_land_on_other_workers_mid_answer_resume_exactly(
+    workers, client, alice, upstream, sim_model
+):
+    a, b = workers(2)
+    upstream.enqueue(Reply(text=ANSWER, token_delay=0.01), Reply(text="A title"))
+    cookie = session_cookie_for(client, alice)
+    sock = ChatSocket(a, cookie)
+    sock.send(type="send", text="Write something long.")
+    ack = sock.wait_type("ack")
+    conversation_id, answer_id = ack["conversation"]["id"], ack["assistant_message"]["id"]
+    sock.wait_for(lambda f: f["type"] == "delta" and f["message"] == answer_id)
+    # Reload four times mid-answer, alternating workers: B, A, B, A. Each new socket gets the saved text in
+    # the snapshot and the rest from the generating process (on A) through Redis.
+    resumed_at = []
+    for server in (b, a, b, a):
+        sock.close()
+        time.sleep(0.15)
+        sock = ChatSocket(server, cookie)
+        snapshot = open_conversation(sock, conversation_id)
+        resumed_at.append(snapshot["messages"][-1]["length"])
+        assert snapshot["messages"][-1]["status"] in ("pending", "streaming")
+        sock.wait_for(lambda f: f["type"] == "delta" and f["message"] == answer_id)
+    final = sock.wait_end(answer_id, timeout=20)  # ChatSocket fails on a doubled or missing character
+    sock.close()
+    assert sock.texts[answer_id] == final["content"] == ANSWER
+    assert Message.objects.get(public_id=answer_id).content == ANSWER
+    assert resumed_at == sorted(resumed_at)
+
+
+def test_a_killed_worker_leaves_its_answer_interrupted_at_the_last_checkpoint_for_the_other_to_report(
+    workers, client, alice, upstream, sim_model
+):
+    a, b = workers(2, CHAT_CHECKPOINT_INTERVAL=0.2, CHAT_STALE_AFTER=1.5, CHAT_SWEEP_INTERVAL=0.5)
+    conversation_id = str(conversation_of(alice, sim_model).public_id)
+    upstream.enqueue(Reply(text=ANSWER, token_delay=0.02))
+    cookie = session_cookie_for(client, alice)
+    with ChatSocket(a, cookie) as on_a:
+        on_a.send(type="send", conversation=conversation_id, text="Write a lot.")
+        answer_id = on_a.wait_type("ack")["assistant_message"]["id"]
+        wait_until(lambda: Message.objects.get(public_id=answer_id).content)  # a checkpoint
+        a.kill()
+    checkpoint = Message.objects.get(public_id=answer_id).content
+    # The person reloads onto B: the snapshot shows the saved text, still streaming; nobody answers the
+    # sync; B's sweeper finds the stale heartbeat and reports the answer interrupted, text kept.
+    with ChatSocket(b, cookie) as on_b:
+        snapshot = open_conversation(on_b, conversation_id)
+        assert snapshot["messages"][-1]["content"] == checkpoint
+        final = on_b.wait_end(answer_id, timeout=10)
+    assert final["status"] == "interrupted" and final["content"] == checkpoint
+    message = Message.objects.get(public_id=answer_id)
+    assert message.status == "interrupted" and ANSWER.startswith(message.content) and message.content
+    assert not Message.objects.filter(status__in=Message.ACTIVE_STATUSES).exists()

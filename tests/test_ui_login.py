@@ -1,0 +1,42 @@
+"""Logging in through the form, and a session that ends while the chat page is open."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import PASSWORD
+from tests.ui import log_in, open_chat, send
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_person_logs_in_through_the_form_and_lands_on_the_chat(
+    browser_orm, live_server_daphne, alice, sim_model, page
+):
+    page.goto(live_server_daphne.url + "/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+    expect(page.get_by_role("status").filter(has_text="Connected")).to_be_attached()
+    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    expect(page.get_by_role("button", name="Attach image")).to_be_enabled()  # gpt-4o reads images
+    model = page.get_by_role("combobox", name="Model")
+    expect(model).to_have_value(str(sim_model.pk))
+    expect(model.get_by_role("option", name="GPT-4o · vision")).to_be_attached()  # vision is marked
+
+
+def test_a_session_ended_elsewhere_sends_the_page_to_the_login_form(
+    browser_orm, live_server_daphne, client, alice, sim_model, context, page
+):
+    from django.contrib.sessions.models import Session
+
+    log_in(context, live_server_daphne, client, alice)
+    open_chat(page, live_server_daphne)
+    Session.objects.all().delete()  # logged out on another device
+    send(page, "Are you still there?")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=(/|%2F)$"))
