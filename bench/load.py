@@ -74,8 +74,10 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> 
     raise TimeoutError(f"nothing listening on port {port}")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU of a process (or of one of its threads), from /proc."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
@@ -386,6 +388,7 @@ class Bench:
         ours_before = sum(cpu_seconds(pid) for pid in ours)
         machine_before = machine_cpu_seconds()
         cpu_before = cpu_seconds(self.site.pid)
+        loop_before = cpu_seconds(self.site.pid, self.site.pid)  # the main thread runs the event loop
         started = time.monotonic()
         with PeakRss(self.site.pid) as peak:
             results = clients.go()
@@ -395,6 +398,7 @@ class Bench:
             )
             self.site.settle()
             cpu = cpu_seconds(self.site.pid) - cpu_before
+            loop_cpu = cpu_seconds(self.site.pid, self.site.pid) - loop_before
         counts_after = self.site.sql_counts()
         clients.close()
         timings = self.upstream.timings()
@@ -407,8 +411,12 @@ class Bench:
             lost += r["lost"]
             duplicated += r["duplicated"]
             upstream = timings.get(r["tag"])
-            if r["error"] or r["status"] != "complete" or upstream is None or "first" not in r:
-                errors.append(r["error"] or (f"status {r['status']}" if upstream else "no upstream request"))
+            if r["error"] or r["status"] != "complete" or upstream is None or "complete" not in r:
+                errors.append(
+                    r["error"]
+                    or (f"status {r['status']}" if r["status"] != "complete" else None)
+                    or ("no upstream request" if upstream is None else "the answer arrived incomplete")
+                )
                 continue
             request_at, first_at, last_at = upstream
             added.append((r["first"] - r["sent"]) - (first_at - request_at))
@@ -435,6 +443,8 @@ class Bench:
             "errors": len(errors),
             "error samples": sorted(set(errors))[:3],
             "CPU per answer": cpu / max(answers, 1),
+            # The rest ran on other threads: Django's database thread (every ORM call of the engine).
+            "loop CPU per answer": loop_cpu / max(answers, 1),
             "peak RSS": peak.peak,
             "writes per answer": writes,
             "statements per answer": statements,
@@ -446,7 +456,8 @@ class Bench:
             f"N={size:>3} ({answers} answers): added TTFT p50 {ms(row['added TTFT p50'])} ms, "
             f"p95 {ms(row['added TTFT p95'])} ms; lag p50 {ms(row['completion lag p50'])} ms, "
             f"p95 {ms(row['completion lag p95'])} ms; lost {lost}, duplicated {duplicated}, "
-            f"errors {len(errors)}; CPU {row['CPU per answer'] * 1000:.1f} ms/answer; "
+            f"errors {len(errors)}; CPU {row['CPU per answer'] * 1000:.1f} ms/answer "
+            f"({row['loop CPU per answer'] * 1000:.1f} in the event loop); "
             f"peak RSS {peak.peak / 2**20:.0f} MB; {writes:.1f} writes/answer; "
             f"other processes used {row['other load']:.2f} cores",
             flush=True,
@@ -511,7 +522,7 @@ class Bench:
             "PostgreSQL + Redis channel layer" if self.args.postgres else "SQLite + in-memory channel layer"
         )
         lines = [
-            f"# Load benchmark results ({backend})",
+            f"## {backend}",
             "",
             f"Written by `bench/load.py{' --postgres' if self.args.postgres else ''}"
             f"{' --quick' if self.args.quick else ''}` on {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.",
@@ -522,7 +533,7 @@ class Bench:
             f"N=1 is {self.rounds.get(1, 0)} turns one after another; larger N send all turns at once.",
             "",
             "| N | added TTFT p50 / p95 (ms) | completion lag p50 / p95 (ms) | end frame lag p95 (ms) | "
-            "lost / duplicated chars | errors | server CPU per answer (ms) | peak RSS (MB) | "
+            "lost / duplicated chars | errors | server CPU per answer (ms): all / event loop | peak RSS (MB) | "
             "DB writes per answer | SQL statements per answer | upstream TTFT slip p95 (ms) | other load (cores) |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
@@ -530,7 +541,8 @@ class Bench:
             lines.append(
                 f"| {r['N']} | {ms(r['added TTFT p50'])} / {ms(r['added TTFT p95'])} | "
                 f"{ms(r['completion lag p50'])} / {ms(r['completion lag p95'])} | {ms(r['end frame lag p95'])} | "
-                f"{r['lost']} / {r['duplicated']} | {r['errors']} | {r['CPU per answer'] * 1000:.1f} | "
+                f"{r['lost']} / {r['duplicated']} | {r['errors']} | {r['CPU per answer'] * 1000:.1f} / "
+                f"{r['loop CPU per answer'] * 1000:.1f} | "
                 f"{r['peak RSS'] / 2**20:.0f} | {r['writes per answer']:.1f} | {r['statements per answer']:.1f} | "
                 f"{ms(r['upstream TTFT slip p95'])} | {r['other load']:.2f} |"
             )
@@ -550,22 +562,43 @@ class Bench:
         for r in self.rows:
             if r["errors"]:
                 lines.append(f"- Errors at N={r['N']}: {', '.join(r['error samples'])}")
-        lines += ["", "## Targets", "", "| target | limit | measured | met |", "|---|---|---|---|"]
+        lines += ["", "Targets:", "", "| target | limit | measured | met |", "|---|---|---|---|"]
         for name, limit, shown, ok in self.verdicts():
             lines.append(f"| {name} | {limit} | {shown} | {'yes' if ok else '**no**'} |")
-        lines += [
-            "",
-            "Definitions (bench/README.md has the details): *added TTFT* = the client's time from sending the "
-            "turn to its first character, minus the upstream's own time from receiving the request to writing "
-            "its first token. *Completion lag* = when the client holds the whole answer, minus when the upstream "
-            "wrote its last token; *end frame lag* the same for the `end` frame (after the final save). "
-            "*Server CPU* = user + system time of the daphne process (/proc/<pid>/stat) from just before the "
-            "turns are sent until it is idle again, divided by the answers. *DB writes* = INSERT/UPDATE/DELETE "
-            "statements the server ran (an execute wrapper counts them), divided by the answers. *Upstream TTFT "
-            "slip* = how late the simulator itself wrote first tokens (its own CPU limit, not the server's).",
-            "",
-        ]
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n"
+
+
+PREAMBLE = """# Load benchmark results
+
+Written by `bench/load.py` (one section per backend; each run replaces its own). How it works, what limits
+the figures and what to change next: bench/README.md, "Load".
+
+Definitions: *added TTFT* = the client's time from sending the turn to its first character, minus the
+upstream's own time from receiving the request to writing its first token. *Completion lag* = when the client
+holds the whole answer, minus when the upstream wrote its last token; *end frame lag* the same for the `end`
+frame (after the final save). *Server CPU* = user + system time of the daphne process (/proc/<pid>/stat),
+all threads and the event loop's thread alone, from just before the turns are sent until the process is idle
+again, divided by the answers. *DB writes* = INSERT/UPDATE/DELETE statements the server ran (an execute
+wrapper counts them), per answer. *Upstream TTFT slip* = how late the simulator itself wrote first tokens.
+*Other load* = CPU used by processes other than the server, the simulator and the clients during the run: with
+`--postgres` that includes the PostgreSQL and Redis servers (about 0.15 cores); otherwise anything above a few
+hundredths means something else disturbed the figures.
+"""
+
+
+def write_results(path: Path, key: str, section: str) -> None:
+    """Replace this backend's section of the results file, keeping the other's."""
+    start, end = f"<!-- results:{key} -->", f"<!-- /results:{key} -->"
+    sections = {}
+    if path.exists():
+        text = path.read_text()
+        for other in ("sqlite", "postgres"):
+            a, b = f"<!-- results:{other} -->", f"<!-- /results:{other} -->"
+            if a in text and b in text:
+                sections[other] = text[text.index(a) : text.index(b) + len(b)]
+    sections[key] = f"{start}\n{section}{end}"
+    body = "\n\n".join(sections[k] for k in ("sqlite", "postgres") if k in sections)
+    path.write_text(PREAMBLE + "\n" + body + "\n")
 
 
 def main() -> None:
@@ -582,7 +615,7 @@ def main() -> None:
     args.sizes = [int(s) for s in (args.sizes or ("1,50,200" if args.quick else "1,50,200,500")).split(",")]
     args.idle = args.idle if args.idle is not None else (300 if args.quick else 1000)
     args.rounds_n1 = 5 if args.quick else 20
-    output = args.output or (BENCH / ("RESULTS-postgres.md" if args.postgres else "RESULTS.md"))
+    output = args.output or BENCH / "RESULTS.md"
     sys.path.insert(0, str(BENCH))
 
     bench = Bench(args)
@@ -597,7 +630,7 @@ def main() -> None:
         report = bench.report()
     finally:
         bench.close()
-    output.write_text(report)
+    write_results(output, "postgres" if args.postgres else "sqlite", report)
     print(f"\nwrote {output}")
     for name, limit, shown, ok in bench.verdicts():
         print(f"  {'ok  ' if ok else 'MISS'} {name}: {shown} (target {limit})")

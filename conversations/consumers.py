@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -25,6 +26,8 @@ PROTOCOL_VERSION = 1
 
 # Application close codes (4000-4999 are ours): the browser can tell "log in again" from a network drop.
 CLOSE_UNAUTHENTICATED = 4401
+# Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
+SYNC_RETRY = 1.0
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -38,6 +41,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Characters of each streaming message this client holds: frames are trimmed or dropped against it,
         # so the client applies every character exactly once whatever order resume and live frames arrive in.
         self.known: dict[str, int] = {}
+        self.sync_asked: dict[str, float] = {}  # message id -> when this socket last asked for the rest
         await self.accept()
         await self.channel_layer.group_add(groups.user_group(user.pk), self.channel_name)
         sweep.ensure_sweeper()
@@ -125,7 +129,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         message_id = command.data["message"]
         await database_sync_to_async(chat.check_message_access)(self.user, message_id)
         self.known[message_id] = command.data["offset"]
-        await chat.request_sync(message_id, self.channel_name, command.data["offset"])
+        await self._ask_sync(message_id, command.data["offset"])
 
     # --- helpers ----------------------------------------------------------------------------------------
 
@@ -158,7 +162,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if message["status"] in ("pending", "streaming"):
                 # The saved text lags the live one by up to a checkpoint: ask the generator for the rest.
                 self.known[message["id"]] = message["length"]
-                await chat.request_sync(message["id"], self.channel_name, message["length"])
+                await self._ask_sync(message["id"], message["length"])
 
     async def _started(self, turn, command: Command) -> None:
         ack = await database_sync_to_async(chat.turn_ack)(turn)
@@ -183,6 +187,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def _ask_sync(self, message_id: str, offset: int) -> None:
+        self.sync_asked[message_id] = time.monotonic()
+        await chat.request_sync(message_id, self.channel_name, offset)
+
     async def chat_frame(self, event: dict) -> None:
         frame = event["frame"]
         kind = frame.get("type")
@@ -191,10 +199,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             have = self.known.get(message_id)
             if have is None:  # an answer started elsewhere after we opened the conversation
                 have = self.known[message_id] = 0
-                if offset > 0:
-                    await chat.request_sync(message_id, self.channel_name, 0)
             if offset > have:
-                return  # a gap: the sync answer that covers it is on its way
+                # A gap: the socket opened mid-answer, or the channel layer lost a frame (channels-redis can,
+                # when a receive is cancelled). The generator's reply to a sync covers it, in order with the
+                # live frames; ask unless this socket asked a moment ago.
+                if time.monotonic() - self.sync_asked.get(message_id, -SYNC_RETRY) >= SYNC_RETRY:
+                    await self._ask_sync(message_id, have)
+                return
             if offset < have:
                 text = text[have - offset :]
                 if not text:
@@ -203,4 +214,5 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.known[message_id] = have + len(text)
         elif kind == "end":
             self.known.pop(frame["message"]["id"], None)
+            self.sync_asked.pop(frame["message"]["id"], None)
         await self.send_frame(frame)

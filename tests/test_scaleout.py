@@ -16,14 +16,12 @@ from tests.conftest import session_cookie_for
 from tests.live import DaphneServer
 from tests.wsclient import ChatSocket
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not settings.REDIS_URL,
-        reason="needs REDIS_URL: the in-memory channel layer can't span processes "
-        "(scripts/test runs these in its PostgreSQL + Redis lane)",
-    ),
-]
+needs_redis = pytest.mark.skipif(
+    not settings.REDIS_URL,
+    reason="needs REDIS_URL: the in-memory channel layer can't span processes "
+    "(scripts/test runs these in its PostgreSQL + Redis lane)",
+)
+
 
 # Multi-byte characters on purpose: offsets count code points in every process.
 ANSWER = "".join(f"Wörd{i} 世界 " if i % 5 == 0 else f"word{i} " for i in range(200)) + "🎉 done."
@@ -82,6 +80,8 @@ def wait_until(predicate, timeout: float = 10.0):
     return value
 
 
+@needs_redis
+@pytest.mark.django_db(transaction=True)
 def test_an_answer_running_on_one_worker_streams_to_a_socket_on_another(
     workers, client, alice, upstream, sim_model, redis_client
 ):
@@ -110,6 +110,8 @@ def test_an_answer_running_on_one_worker_streams_to_a_socket_on_another(
     )
 
 
+@needs_redis
+@pytest.mark.django_db(transaction=True)
 def test_stop_sent_to_another_worker_ends_the_answer_within_200_ms(
     workers, client, alice, upstream, sim_model
 ):
@@ -136,6 +138,8 @@ def test_stop_sent_to_another_worker_ends_the_answer_within_200_ms(
     assert Message.objects.get(public_id=answer_id).status == "cancelled"
 
 
+@needs_redis
+@pytest.mark.django_db(transaction=True)
 def test_reloads_that_land_on_other_workers_mid_answer_resume_exactly(
     workers, client, alice, upstream, sim_model
 ):
@@ -165,6 +169,29 @@ def test_reloads_that_land_on_other_workers_mid_answer_resume_exactly(
     assert resumed_at == sorted(resumed_at)
 
 
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_answers_that_arrive_all_at_once_reach_a_socket_on_another_worker_whole(
+    workers, client, alice, upstream, sim_model
+):
+    # Regression: each answer's end used to cancel a channel-layer receive, and channels-redis then drops
+    # any message that receive had already popped for another socket of the process (here: the first frame).
+    a, b = workers(2, CHAT_TURNS_PER_MINUTE=0)  # 20 turns in a few seconds
+    cookie = session_cookie_for(client, alice)
+    with ChatSocket(a, cookie) as on_a, ChatSocket(b, cookie) as on_b:
+        for i in range(20):
+            conversation_id = str(conversation_of(alice, sim_model).public_id)
+            open_conversation(on_b, conversation_id)
+            text = f"Answer number {i}, all tokens at once."
+            upstream.enqueue(Reply(text=text))
+            on_a.send(type="send", conversation=conversation_id, text="Quick.")
+            answer_id = on_a.wait_type("ack")["assistant_message"]["id"]
+            assert on_a.wait_end(answer_id)["content"] == text  # ChatSocket checks every delta on the way
+            assert on_b.wait_end(answer_id)["content"] == text
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_leaves_its_answer_interrupted_at_the_last_checkpoint_for_the_other_to_report(
     workers, client, alice, upstream, sim_model
 ):
@@ -188,3 +215,63 @@ def test_a_killed_worker_leaves_its_answer_interrupted_at_the_last_checkpoint_fo
     message = Message.objects.get(public_id=answer_id)
     assert message.status == "interrupted" and ANSWER.startswith(message.content) and message.content
     assert not Message.objects.filter(status__in=Message.ACTIVE_STATUSES).exists()
+
+
+@pytest.mark.backends  # no second process needed: runs in both lanes
+async def test_a_socket_that_misses_a_frame_asks_the_generator_for_the_rest_once(monkeypatch):
+    from conversations import consumers
+
+    asked = []
+
+    async def request_sync(message_id, reply_to, offset):
+        asked.append((message_id, offset))
+
+    monkeypatch.setattr(consumers.chat, "request_sync", request_sync)
+    consumer = consumers.ChatConsumer()
+    consumer.channel_name = "specific.test!socket"
+    consumer.known, consumer.sync_asked = {"m1": 5}, {}
+    sent = []
+
+    async def send_frame(frame):
+        sent.append(frame)
+
+    consumer.send_frame = send_frame
+
+    def delta(offset, text):
+        return {
+            "type": "chat.frame",
+            "frame": {"type": "delta", "message": "m1", "offset": offset, "text": text},
+        }
+
+    await consumer.chat_frame(delta(9, "four"))  # characters 5-8 never arrived
+    await consumer.chat_frame(delta(13, "more"))  # still missing: no second request right away
+    assert asked == [("m1", 5)] and sent == []
+    await consumer.chat_frame(
+        delta(5, "lostfour")
+    )  # the generator's reply: from 5, overlapping the live text
+    await consumer.chat_frame(delta(9, "four"))  # a late live frame already covered: dropped
+    assert [(f["offset"], f["text"]) for f in sent] == [(5, "lostfour")]
+    assert consumer.known == {"m1": 13}
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_an_idle_channel_layer_receive_outlives_the_redis_poll():
+    # channels-redis polls with a 5 s BZPOPMIN; redis-py 8's default 5 s read timeout used to race it, and the
+    # loser's receive raised, which closes that websocket. Several layers, two polls each: that race was lost
+    # within seconds.
+    import asyncio
+
+    from channels_redis.core import RedisChannelLayer
+
+    layers = [RedisChannelLayer(**settings.CHANNEL_LAYERS["default"]["CONFIG"]) for _ in range(4)]
+
+    async def idle(layer) -> None:
+        with pytest.raises(TimeoutError):  # asyncio's: nothing arrived; not redis.exceptions.TimeoutError
+            await asyncio.wait_for(layer.receive(await layer.new_channel()), timeout=11)
+
+    try:
+        await asyncio.gather(*(idle(layer) for layer in layers))
+    finally:
+        for layer in layers:
+            await layer.close_pools()

@@ -20,6 +20,7 @@ Offsets count Unicode code points (Python `len`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 from django.db.backends.signals import connection_created
@@ -53,14 +54,21 @@ logger = logging.getLogger(__name__)
 # keeps weak references) and lets tests and shutdown find them.
 RUNNING: dict[int, Generation] = {}
 
-# Frames a second for all the answers of one process together (see the module docstring): up to this many
-# concurrent answers divided by CHAT_FRAME_INTERVAL, every answer gets frames at that interval.
-PROCESS_FRAMES_PER_SECOND = 2000
+# Frames a second for all the answers of one process together (see the module docstring), about half a core
+# of frame handling (bench/load.py): with the in-memory layer a frame costs about 0.25 ms of CPU, through
+# Redis about 1 ms (sending, and receiving in the process holding the socket). Below budget times
+# CHAT_FRAME_INTERVAL concurrent answers, every answer gets frames at that interval.
+PROCESS_FRAMES_PER_SECOND = {"in-memory": 2000, "redis": 400}
 
 
-def frame_interval() -> float:
+# How long a generation waits for its listener to take the "done" message before cancelling it anyway.
+LISTENER_STOP_TIMEOUT = 5.0
+
+
+def frame_interval(layer) -> float:
     """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL, longer when many answers run."""
-    return max(settings.CHAT_FRAME_INTERVAL, len(RUNNING) / PROCESS_FRAMES_PER_SECOND)
+    budget = PROCESS_FRAMES_PER_SECOND["in-memory" if isinstance(layer, InMemoryChannelLayer) else "redis"]
+    return max(settings.CHAT_FRAME_INTERVAL, len(RUNNING) / budget)
 
 
 # How long the database thread of consumers and generations keeps its connection when CONN_MAX_AGE is 0.
@@ -133,7 +141,7 @@ class Generation:
         if self.pending_chars >= settings.CHAT_FRAME_MAX_CHARS:
             return True
         if self.flush_timer is None:
-            wait = self.last_flush + frame_interval() - self.loop.time()
+            wait = self.last_flush + frame_interval(self.layer) - self.loop.time()
             if wait <= 0:
                 return True
             self.flush_timer = self.loop.call_later(wait, self._flush_later)
@@ -191,10 +199,12 @@ class Generation:
             await database_sync_to_async(_save_checkpoint)(self.message_pk, self.text)
 
     async def _listen(self) -> None:
-        """Stop and sync requests, from any socket in any process."""
+        """Stop and sync requests, from any socket in any process, until `_stop_listening`."""
         while True:
             message = await self.layer.receive(self.control_channel)
             kind = message.get("type")
+            if kind == "gen.done":
+                return
             if kind == "gen.stop":
                 self.stop_requested = True
                 if self.reader is not None:
@@ -204,6 +214,19 @@ class Generation:
                     await self._answer_sync(message["reply_to"], int(message.get("offset") or 0))
                 except Exception:  # a bad request must not end the listener: Stop still has to work
                     logger.exception("sync request for answer %s failed", self.message_pk)
+
+    async def _stop_listening(self, listener: asyncio.Task) -> None:
+        """Leave the control group and end the listener with a message, not by cancelling it: a cancelled
+        channels-redis receive() can drop a message it already popped for another socket of this process
+        (django/channels_redis#366), which that socket would see as a gap."""
+        await self.layer.group_discard(groups.generation_group(self.message_id), self.control_channel)
+        if not listener.done():
+            with contextlib.suppress(Exception):
+                await self.layer.send(self.control_channel, {"type": "gen.done"})
+                await asyncio.wait({listener}, timeout=LISTENER_STOP_TIMEOUT)
+        if not listener.done():
+            listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
 
     def interrupt(self) -> None:
         """The process is shutting down: stop reading and save the answer as interrupted, text kept."""
@@ -227,8 +250,7 @@ class Generation:
             prepared = await database_sync_to_async(_prepare)(self.message_pk)
         except Exception as exc:
             logger.exception("generation %s could not be prepared", self.message_pk)
-            listener.cancel()
-            await self.layer.group_discard(groups.generation_group(self.message_id), self.control_channel)
+            await self._stop_listening(listener)
             error = (
                 exc.user_message
                 if isinstance(exc, llm_errors.LLMError)
@@ -257,9 +279,8 @@ class Generation:
             if self.flush_timer is not None:
                 self.flush_timer.cancel()
             heartbeat.cancel()
-            listener.cancel()
-            await asyncio.gather(heartbeat, listener, *self.flush_tasks, return_exceptions=True)
-            await self.layer.group_discard(groups.generation_group(self.message_id), self.control_channel)
+            await asyncio.gather(heartbeat, *self.flush_tasks, return_exceptions=True)
+            await self._stop_listening(listener)
         await self._flush()
         duration = time.monotonic() - started
         final = await database_sync_to_async(_finish)(
