@@ -15,7 +15,33 @@ from conversations import crypto
 MILLION = Decimal(1_000_000)
 
 
-class Provider(models.Model):
+class EncryptedKeyMixin:
+    """An API key kept in `api_key_encrypted` (Fernet, see crypto.py). Shared by provider and personal keys."""
+
+    api_key_encrypted: str
+
+    @property
+    def api_key(self) -> str:
+        """The decrypted key. Only the code that builds routes should read it; never render or log it."""
+        return crypto.decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(value)
+
+    @property
+    def api_key_hint(self) -> str:
+        """What a person may see of the key: its last four characters."""
+        if not self.api_key_encrypted:
+            return ""
+        try:
+            key = self.api_key
+        except crypto.DecryptionError:
+            return "(unreadable: encryption key changed)"
+        return f"…{key[-4:]}" if len(key) > 4 else "…"
+
+
+class Provider(EncryptedKeyMixin, models.Model):
     """An OpenAI-compatible endpoint and the credentials to call it. The API key is encrypted at rest."""
 
     class Kind(models.TextChoices):
@@ -45,26 +71,6 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def api_key(self) -> str:
-        """The decrypted key. Only the completion client should read it; never render or log it."""
-        return crypto.decrypt(self.api_key_encrypted)
-
-    @api_key.setter
-    def api_key(self, value: str) -> None:
-        self.api_key_encrypted = crypto.encrypt(value)
-
-    @property
-    def api_key_hint(self) -> str:
-        """What a person may see of the key: its last four characters."""
-        if not self.api_key_encrypted:
-            return ""
-        try:
-            key = self.api_key
-        except crypto.DecryptionError:
-            return "(unreadable: encryption key changed)"
-        return f"…{key[-4:]}" if len(key) > 4 else "…"
 
 
 class ChatModelQuerySet(models.QuerySet):
@@ -354,7 +360,7 @@ class UserQuota(models.Model):
         return f"Quota of user #{self.user_id}"
 
 
-class PersonalKey(models.Model):
+class PersonalKey(EncryptedKeyMixin, models.Model):
     """A user's own API key for a provider (CHAT_ALLOW_PERSONAL_KEYS), used only for that user's turns.
     Encrypted like provider keys; never shown back beyond its last four characters."""
 
@@ -372,23 +378,6 @@ class PersonalKey(models.Model):
 
     def __str__(self) -> str:
         return f"Personal key #{self.pk}"
-
-    @property
-    def api_key(self) -> str:
-        """The decrypted key: for building this user's routes only; never render or log it."""
-        return crypto.decrypt(self.api_key_encrypted)
-
-    @api_key.setter
-    def api_key(self, value: str) -> None:
-        self.api_key_encrypted = crypto.encrypt(value)
-
-    @property
-    def api_key_hint(self) -> str:
-        try:
-            key = self.api_key
-        except crypto.DecryptionError:
-            return "(unreadable: encryption key changed)"
-        return f"…{key[-4:]}" if len(key) > 4 else "…"
 
 
 class AuditEntry(models.Model):
