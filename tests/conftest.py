@@ -196,6 +196,24 @@ def sim_model(sim_provider):
     )
 
 
+@pytest.fixture
+def gpt4(sim_provider):
+    """A text-only model on the simulator, priced like OpenAI's gpt-4."""
+    from conversations.models import ChatModel
+
+    return ChatModel.objects.create(
+        provider=sim_provider,
+        model_id="gpt-4",
+        canonical_id="gpt-4",
+        display_name="GPT-4",
+        supports_images=False,
+        context_window=8192,
+        max_output_tokens=4096,
+        input_price=Decimal("30"),
+        output_price=Decimal("60"),
+    )
+
+
 # --- A live daphne --------------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from conversations.models import ChatModel, Conversation, Message
+from conversations.models import Conversation, Message
 from conversations.services import errors, turns
 from conversations.services.context import build_request
 
@@ -55,18 +55,12 @@ def test_it_refuses_a_disabled_model(alice, sim_model):
     assert not Message.objects.exists()
 
 
-def test_it_refuses_images_for_a_text_only_model(alice, sim_model, sim_provider):
+def test_it_refuses_images_for_a_text_only_model(alice, sim_model, gpt4):
     from django.core.files.base import ContentFile
 
     from conversations.models import Attachment
 
-    text_only = ChatModel.objects.create(
-        provider=sim_provider,
-        model_id="gpt-4",
-        canonical_id="gpt-4",
-        display_name="GPT-4",
-        context_window=8192,
-    )
+    text_only = gpt4
     attachment = Attachment(owner=alice, mime="image/png", width=1, height=1, bytes=3, sha256="0" * 64)
     attachment.file.save("x.png", ContentFile(b"png"), save=True)
     with pytest.raises(errors.InvalidInput) as excinfo:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
-from decimal import Decimal
 
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import ChatModel
 from conversations.services.images import target_size
 from conversations.testing.upstream import Reply
 from tests.ui import ARTIFACTS, axe_violations, composer, last_answer, log_in, open_chat, send
@@ -75,21 +73,6 @@ def tray(page):
 def wait_uploaded(page, count: int) -> None:
     expect(tray(page).locator("li.is-done")).to_have_count(count)
     expect(tray(page).locator("progress")).to_have_count(0)
-
-
-@pytest.fixture
-def gpt4(sim_provider):
-    return ChatModel.objects.create(
-        provider=sim_provider,
-        model_id="gpt-4",
-        canonical_id="gpt-4",
-        display_name="GPT-4",
-        supports_images=False,
-        context_window=8192,
-        max_output_tokens=4096,
-        input_price=Decimal("30"),
-        output_price=Decimal("60"),
-    )
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import datetime as dt
 import io
 import struct
 import zlib
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from django.utils import timezone
 from PIL import Image
 
 from conversations.llm.tokens import image_tokens
-from conversations.models import Attachment, ChatModel, Conversation, Message
+from conversations.models import Attachment, Conversation, Message
 from conversations.services import chat, context, limits, turns
 from tests.conftest import session_cookie_for
 from tests.wsclient import ChatSocket
@@ -86,22 +85,6 @@ def media(settings, tmp_path):
     """A fresh MEDIA_ROOT for the test, so "nothing was stored" can be checked on disk."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     return Path(settings.MEDIA_ROOT)
-
-
-@pytest.fixture
-def gpt4(sim_provider):
-    """A text-only model on the simulator."""
-    return ChatModel.objects.create(
-        provider=sim_provider,
-        model_id="gpt-4",
-        canonical_id="gpt-4",
-        display_name="GPT-4",
-        supports_images=False,
-        context_window=8192,
-        max_output_tokens=4096,
-        input_price=Decimal("30"),
-        output_price=Decimal("60"),
-    )
 
 
 # --- Uploading -----------------------------------------------------------------------------------------------
