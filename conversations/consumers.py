@@ -71,9 +71,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "pong", "id": command.data["id"]})
             return
         try:
-            self.user = await database_sync_to_async(chat.user_from_session)(
-                self.scope["session"].session_key
-            )
+            if command.type not in chat.TURN_COMMANDS:  # a turn re-checks the session in its own call
+                self.user = await database_sync_to_async(chat.user_from_session)(
+                    self.scope["session"].session_key
+                )
             await getattr(self, f"do_{command.type}")(command)
         except Unauthenticated as exc:
             await self.send_error(exc.code, exc.message, command.ref)
@@ -96,28 +97,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._open(conversation_id, command.ref)
 
     async def do_send(self, command: Command) -> None:
-        d = command.data
-        turn = await database_sync_to_async(chat.send_turn)(
-            self.user,
-            conversation_id=d["conversation"],
-            text=d["text"],
-            model_pk=d["model"],
-            params=d["params"],
-            system_prompt=d["system_prompt"],
-            attachment_ids=d["attachments"] or [],
-        )
-        await self._started(turn, command)
+        await self._start_turn(command)
 
     async def do_regenerate(self, command: Command) -> None:
-        turn = await database_sync_to_async(chat.regenerate)(
-            self.user, command.data["message"], command.data["model"]
-        )
-        await self._started(turn, command)
+        await self._start_turn(command)
 
     async def do_edit(self, command: Command) -> None:
-        d = command.data
-        turn = await database_sync_to_async(chat.edit)(self.user, d["message"], d["text"], d["model"])
-        await self._started(turn, command)
+        await self._start_turn(command)
 
     async def do_stop(self, command: Command) -> None:
         await chat.request_stop(self.user, command.data["message"])
@@ -164,16 +150,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self.known[message["id"]] = message["length"]
                 await self._ask_sync(message["id"], message["length"])
 
-    async def _started(self, turn, command: Command) -> None:
-        ack = await database_sync_to_async(chat.turn_ack)(turn)
+    async def _start_turn(self, command: Command) -> None:
+        # One trip to the database thread: session check, the turn, the acknowledgement and the prompt
+        # (see chat.start_turn). Then join before the answer starts, so its first frame reaches this socket.
+        started = await database_sync_to_async(chat.start_turn)(
+            self.scope["session"].session_key, command.type, command.data
+        )
+        self.user = started.user
+        ack = started.ack
         await self._join(ack["conversation"]["id"])
         self.known[ack["assistant_message"]["id"]] = 0
+        start_generation(started.turn.assistant, started.prepared)
         await self.send_frame({"type": "ack", "ref": command.ref, "command": command.type, **ack})
         # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
         await self.channel_layer.group_send(
             groups.conversation_group(ack["conversation"]["id"]), groups.frame({"type": "turn", **ack})
         )
-        start_generation(turn.assistant)
 
     # --- frames from the channel layer -----------------------------------------------------------------
 

@@ -34,6 +34,8 @@ def set_quota(user, **fields) -> UserQuota:
 
 
 def refusal(user, **kwargs) -> str:
+    # As each websocket command does, load the user afresh: a turn reads the quota row loaded with them.
+    user = type(user).objects.get(pk=user.pk)
     with pytest.raises(errors.BudgetExceeded) as excinfo:
         turns.do_send_turn(user, conversation_id=None, text="one more", **kwargs)
     return excinfo.value.message

@@ -6,6 +6,8 @@ layer. Each one authorises through the access helpers before touching anything.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import prefetch_related_objects
@@ -13,6 +15,7 @@ from django.db.models import prefetch_related_objects
 from conversations.models import Message
 from conversations.services import access, groups, turns
 from conversations.services.errors import NotFound
+from conversations.services.generation import prepare
 from conversations.services.serialize import conversation_dict, message_dict, tree_dicts
 
 user_from_session = access.user_from_session
@@ -81,17 +84,62 @@ def _siblings(message: Message) -> list[str]:
 
 def turn_ack(turn: turns.TurnStarted) -> dict:
     """The new messages of a turn, for the acknowledgement frame."""
+    if turn.user_message is not None:
+        # Sent or edited: the answer is the only child of a message created in this turn.
+        assistant_siblings = [str(turn.assistant.public_id)]
+    else:
+        assistant_siblings = _siblings(turn.assistant)
     ack = {
         "conversation": conversation_dict(turn.conversation),
         "created": turn.created_conversation,
-        "assistant_message": message_dict(turn.assistant, siblings=_siblings(turn.assistant)),
+        "assistant_message": message_dict(turn.assistant, siblings=assistant_siblings),
         "user_message": None,
     }
     if turn.user_message is not None:
+        user_siblings = (
+            [str(turn.user_message.public_id)] if turn.created_conversation else _siblings(turn.user_message)
+        )
         ack["user_message"] = message_dict(
-            turn.user_message, siblings=_siblings(turn.user_message), attachments=turn.attachments
+            turn.user_message, siblings=user_siblings, attachments=turn.attachments
         )
     return ack
+
+
+@dataclass
+class StartedTurn:
+    user: object
+    turn: turns.TurnStarted
+    ack: dict
+    prepared: object  # generation.Prepared, or the exception preparing it raised (the answer then fails)
+
+
+TURN_COMMANDS = {
+    "send": lambda user, d: turns.do_send_turn(
+        user,
+        conversation_id=d["conversation"],
+        text=d["text"],
+        model_pk=d["model"],
+        params=d["params"],
+        system_prompt=d["system_prompt"],
+        attachment_ids=d["attachments"] or [],
+    ),
+    "regenerate": lambda user, d: turns.do_regenerate(user, d["message"], d["model"]),
+    "edit": lambda user, d: turns.do_edit(user, d["message"], d["text"], d["model"]),
+}
+
+
+def start_turn(session_key: str | None, command: str, data: dict) -> StartedTurn:
+    """A send, regenerate or edit command in one database call: re-check the session, save the turn, build
+    the acknowledgement and prepare the answer's request. One call because each hop to the database
+    thread costs time before the first token (and queues behind other sockets' work under load)."""
+    user = access.user_from_session(session_key)
+    turn = TURN_COMMANDS[command](user, data)
+    ack = turn_ack(turn)
+    try:
+        prepared = prepare(turn.assistant, turn.conversation, owner=user)
+    except Exception as exc:  # the turn is saved; the generation reports this as the answer's error
+        prepared = exc
+    return StartedTurn(user, turn, ack, prepared)
 
 
 async def request_stop(user, message_id: str) -> None:

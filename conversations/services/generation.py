@@ -95,10 +95,14 @@ class Outcome:
     error: str = ""
 
 
-def start_generation(message: Message) -> asyncio.Task:
-    """Start answering the placeholder `message` in the background. Call from the event loop."""
+def start_generation(message: Message, prepared: Prepared | Exception | None = None) -> asyncio.Task:
+    """Start answering the placeholder `message` in the background. Call from the event loop.
+
+    `prepared`: what `prepare` returned (or raised) in the same database call that saved the turn, so the
+    request leaves without another trip to the database thread; None to prepare it here."""
     message_pk = message.pk
     generation = Generation(message_pk, str(message.public_id), str(message.conversation.public_id))
+    generation.prepared = prepared
     task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_pk}")
     generation.task = task
     RUNNING[message_pk] = generation
@@ -127,6 +131,7 @@ class Generation:
         self.stop_requested = False
         self.shutdown_requested = False
         self.finished = False
+        self.prepared: Prepared | Exception | None = None
 
     # --- text and frames --------------------------------------------------------------------------------
 
@@ -247,7 +252,11 @@ class Generation:
         await self.layer.group_add(groups.generation_group(self.message_id), self.control_channel)
         listener = asyncio.create_task(self._listen())
         try:
-            prepared = await database_sync_to_async(_prepare)(self.message_pk)
+            prepared = self.prepared
+            if isinstance(prepared, Exception):
+                raise prepared
+            if prepared is None:
+                prepared = await database_sync_to_async(_prepare)(self.message_pk)
         except Exception as exc:
             logger.exception("generation %s could not be prepared", self.message_pk)
             await self._stop_listening(listener)
@@ -340,17 +349,24 @@ class Prepared:
     chat_model: ChatModel
 
 
-def _prepare(message_pk: int) -> Prepared:
-    close_old_connections()
-    message = Message.objects.select_related("model__provider", "parent").get(pk=message_pk)
-    conversation, path = history_for(message)
+def prepare(message: Message, conversation=None, owner=None) -> Prepared:
+    """Everything the answer to the placeholder `message` needs before its request can leave: the prompt
+    (history, context budget) and the routes. Sync (ORM). When a turn has just saved the placeholder, pass
+    the objects it holds (message with model and parent, the conversation, its owner): then only the
+    history and the routes are read."""
+    conversation, path = history_for(message, conversation)
     chat_model = message.model
     if chat_model is None:
         raise llm_errors.NoRouteAvailable("the answer's model was deleted")
     prepared_context = build_request(conversation, path, chat_model)
-    routes = routes_for_user(chat_model, conversation.owner_id)  # the owner's own key, if they brought one
+    # The owner's own key, if they brought one. A given owner has just been checked against the model.
+    routes = (
+        routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk)
+        if owner is not None
+        else routes_for_user(chat_model, conversation.owner_id)
+    )
     if prepared_context.trimmed:
-        Message.objects.filter(pk=message_pk).update(context_trimmed=True)
+        Message.objects.filter(pk=message.pk).update(context_trimmed=True)
         message.context_trimmed = True
     return Prepared(
         message_id=str(message.public_id),
@@ -366,6 +382,11 @@ def _prepare(message_pk: int) -> Prepared:
         message=message,
         chat_model=chat_model,
     )
+
+
+def _prepare(message_pk: int) -> Prepared:
+    close_old_connections()
+    return prepare(Message.objects.select_related("model__provider", "parent").get(pk=message_pk))
 
 
 def _fail_unprepared(message_pk: int, error: str) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 
 from conversations.models import ChatModel, Message
@@ -30,7 +31,10 @@ class Reservation:
 
 
 def lock_user(user) -> None:
-    """Serialise this user's turns: a row lock on PostgreSQL; SQLite already serialises write transactions."""
+    """Serialise this user's turns: a row lock on PostgreSQL. SQLite needs none: its write transactions
+    (BEGIN IMMEDIATE, see settings) already run one at a time, so the query would only cost time."""
+    if not connection.features.has_select_for_update:
+        return
     get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
 
 

@@ -99,21 +99,25 @@ def _user_id(user) -> int | None:
     return user if isinstance(user, int) else getattr(user, "pk", None)
 
 
-def routes_for_user(chat_model: ChatModel, user) -> list[Route]:
-    """candidates_for(chat_model), restricted to models open to `user` (or user id), with the user's personal
-    key in place of the site's on every provider they have one for. Sync: two or three queries.
+def routes_for_user(chat_model: ChatModel, user, checked_model_pk: int | None = None) -> list[Route]:
+    """candidates_for(chat_model), restricted to models open to `user` (a user or a user id), with the user's
+    personal key in place of the site's on every provider they have one for. Sync: one to four queries.
+    `checked_model_pk`: a model already known to be open to this user (the turn just resolved it), so the
+    common single-route case needs no group check.
 
-    The generation engine calls this in `_prepare` instead of candidates_for(chat_model)."""
+    The generation engine calls this when preparing an answer instead of candidates_for(chat_model)."""
     routes = candidates_for(chat_model)
     user_id = _user_id(user)
     if user_id is None or not routes:
         return routes
-    owner = get_user_model()._default_manager.filter(pk=user_id).first()
+    owner = user if not isinstance(user, int) else get_user_model()._default_manager.filter(pk=user_id).first()
     if owner is not None and not owner.is_superuser:
         # A twin on another provider may be restricted to groups this user isn't in: don't fall back to it.
-        ids = [r.chat_model_id for r in routes if r.chat_model_id is not None]
-        allowed = set(ChatModel.objects.filter(pk__in=ids).open_to(owner).values_list("pk", flat=True))
-        routes = [r for r in routes if r.chat_model_id is None or r.chat_model_id in allowed]
+        ids = [r.chat_model_id for r in routes if r.chat_model_id not in (None, checked_model_pk)]
+        if ids:
+            allowed = set(ChatModel.objects.filter(pk__in=ids).open_to(owner).values_list("pk", flat=True))
+            allowed.add(checked_model_pk)
+            routes = [r for r in routes if r.chat_model_id is None or r.chat_model_id in allowed]
     if not enabled():
         return routes
     keys = {
