@@ -61,6 +61,8 @@ RUNNING: dict[int, Generation] = {}
 PROCESS_FRAMES_PER_SECOND = {"in-memory": 2000, "redis": 400}
 
 
+TEXT_EVENTS = (TextDelta, RefusalDelta)  # the events whose text is the answer's
+
 # How long a generation waits for its listener to take the "done" message before cancelling it anyway.
 LISTENER_STOP_TIMEOUT = 5.0
 
@@ -132,6 +134,7 @@ class Generation:
         self.shutdown_requested = False
         self.finished = False
         self.prepared: Prepared | Exception | None = None
+        self.frame_max_chars = settings.CHAT_FRAME_MAX_CHARS  # read per token: not through the settings proxy
 
     # --- text and frames --------------------------------------------------------------------------------
 
@@ -143,7 +146,7 @@ class Generation:
         """Queue streamed text. True: flush now (the first text, or a full frame); else a timer will."""
         self.pending.append(text)
         self.pending_chars += len(text)
-        if self.pending_chars >= settings.CHAT_FRAME_MAX_CHARS:
+        if self.pending_chars >= self.frame_max_chars:
             return True
         if self.flush_timer is None:
             wait = self.last_flush + frame_interval(self.layer) - self.loop.time()
@@ -232,6 +235,10 @@ class Generation:
         if not listener.done():
             listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+        discard_channel = getattr(self.layer, "discard_channel", None)  # Redis pub/sub: unsubscribe it
+        if discard_channel is not None:
+            with contextlib.suppress(Exception):
+                await discard_channel(self.control_channel)
 
     def interrupt(self) -> None:
         """The process is shutting down: stop reading and save the answer as interrupted, text kept."""
@@ -305,7 +312,7 @@ class Generation:
             async with open_stream(prepared.request, prepared.routes, config=config) as stream:
                 result_holder["result"] = stream.result
                 async for event in stream:
-                    if isinstance(event, TextDelta | RefusalDelta):
+                    if type(event) in TEXT_EVENTS:
                         if self._add_text(event.text):
                             await self._flush()
                     elif isinstance(event, Started):
