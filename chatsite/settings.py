@@ -118,20 +118,13 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 defaults that break channels-redis 4.3 (bench/load.py --postgres, tests/test_scaleout.py):
-            # - reads give up after 5 s, the length of channels-redis's BZPOPMIN poll: the two race, and an idle
-            #   socket's receive failed now and then, closing its websocket (1011);
-            # - a pool refuses a 101st concurrent command ("Too many connections") instead of waiting, and every
-            #   socket of a burst of turns sends a few at once.
-            # Options in REDIS_URL's query string (?socket_timeout=...&max_connections=...) take precedence.
-            # `capacity` bounds one list per daphne process (all its sockets share it), not one per socket:
-            # an overloaded process queued more than 1500 frames at once and lost the overflow; now it lags.
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}],
-                "capacity": 20000,
-                "expiry": 60,
-            },
+            # channels-redis's pub/sub layer with its gaps closed (see conversations/layers.py): one PUBLISH per
+            # frame instead of channels_redis.core's eight round trips (bench/load.py --postgres).
+            "BACKEND": "conversations.layers.RedisPubSubChannelLayer",
+            # Two connections per process: one publishes (socket_timeout: how long a batch of PUBLISHes may
+            # wait for Redis before failing; redis-py 8's default is 5 s), one receives with its own timeouts.
+            # Options in REDIS_URL's query string (?socket_timeout=...) take precedence.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:

@@ -11,11 +11,19 @@ channel (`capacity`), expired after `expiry` seconds, and `group_send` still ski
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
+import logging
 import time
 
+import channels_redis.pubsub
+import channels_redis.utils
+import redis.asyncio.connection
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
+
+logger = logging.getLogger(__name__)
 
 
 class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
@@ -44,3 +52,242 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     async def flush(self) -> None:
         await super().flush()
         self._next_clean = 0.0
+
+
+# --- Redis (REDIS_URL set): pub/sub ------------------------------------------------------------------------
+
+
+class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
+    """channels-redis's pub/sub layer, for several daphne processes, with its gaps closed.
+
+    Why pub/sub rather than channels-redis's core layer: a group_send there is a Lua script that pushes one
+    copy per member socket onto Redis lists, which every process then pops with BZPOPMIN: about eight round
+    trips and 1-2 ms of event-loop CPU per frame sent and received. Here a group_send is one PUBLISH; Redis
+    hands it once to each process subscribed to the group, which copies it onto the queues of its member
+    sockets in memory (about 0.15 ms per frame). Differences that matter to this project, and what is done:
+
+    - nothing is stored: a message to a channel or group nobody subscribes to is dropped, and there is no
+      `capacity` (queues are unbounded) and no `expiry`. The engine never relies on a message waiting for a
+      receiver that is not there yet: a socket joins its conversation before reading the snapshot, and a gap
+      in an answer makes it ask the generator again (SYNC_RETRY);
+    - a subscription is in effect once Redis confirms it, not when SUBSCRIBE is written: `group_add` and
+      `new_channel` here wait for that confirmation (at most SUBSCRIBE_TIMEOUT), as the core layer's
+      group_add returns once the membership is stored. Anything sent after they return is received;
+    - channels-redis sends a process's PUBLISHes one at a time behind a lock, a round trip each: under load,
+      one frame per turn of the event loop. Here they are pipelined: whatever was published while the
+      previous batch was on the wire goes out together, in order, on one connection;
+    - a channel from `new_channel` stays subscribed until a `receive` on it is cancelled (what channels does
+      when a socket closes). A generation ends its listener with a message instead, and then calls
+      `discard_channel` to unsubscribe its control channel;
+    - pub/sub channels are server-wide, not per Redis database: names carry the database number
+      (`default_prefix`), so sites on different databases of one server stay apart as with the core layer;
+    - the receiving task survives any error (channels-redis's ends for good on a TimeoutError);
+    - `delivered` lets shutdown wait until this process's own sockets have taken what it just sent.
+
+    Order: one connection publishes and one receives per process (hence exactly one Redis host), so messages
+    from one process arrive in the order it sent them, whether to a group or to a socket's own channel: a
+    generation's sync replies stay in order with its live frames, which resume depends on.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        if len(channels_redis.utils.decode_hosts(kwargs.get("hosts"))) != 1:
+            # channels-redis would spread channels and groups over the hosts, each with its own connections:
+            # a sync reply and the live frames it must stay in order with could then travel apart.
+            raise ValueError("RedisPubSubChannelLayer takes exactly one Redis host")
+        if "prefix" not in kwargs:
+            kwargs["prefix"] = default_prefix(kwargs.get("hosts"))
+        super().__init__(*args, **kwargs)
+
+    def _get_layer(self):
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = self._layers[loop] = _PubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            channels_redis.utils._wrap_close(self, loop)
+        return layer
+
+
+def default_prefix(hosts) -> str:
+    """`asgi.db<N>.`: Redis pub/sub channels are server-wide, not per database, so without the database number
+    in their names two sites (or two test runs) on one Redis server would share groups such as `user.1`. The
+    core layer's keys live in the database; this keeps the same separation."""
+    host = channels_redis.utils.decode_hosts(hosts)[0]
+    db = host.get("db")
+    if db is None and "address" in host:
+        db = redis.asyncio.connection.parse_url(host["address"]).get("db")
+    return f"asgi.db{db or 0}."
+
+
+SUBSCRIBE_TIMEOUT = 5.0  # seconds a group_add waits for Redis to confirm its subscription before going on
+
+
+class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [_PubSubShard(shard.host, self) for shard in self._shards]
+
+    async def discard_channel(self, channel: str) -> None:
+        """Forget a channel from `new_channel` that nobody will receive on again, and unsubscribe it."""
+        if self.channels.pop(channel, None) is None:
+            return
+        for group_channel, members in list(self.groups.items()):
+            if channel in members:
+                members.discard(channel)
+                if not members:
+                    del self.groups[group_channel]
+                    await self._get_shard(group_channel).unsubscribe(group_channel)
+        await self._get_shard(channel).unsubscribe(channel)
+
+    async def _subscribe_to_channel(self, channel) -> None:
+        self.channels[channel] = _CountingQueue()
+        await self._get_shard(channel).subscribe(channel)
+
+    async def delivered(self, timeout: float) -> bool:
+        """Wait until everything this process published before the call and addressed to its own sockets has
+        come back and been taken by their consumers (sockets closed meanwhile excepted). False on timeout.
+        Frames arriving later, from other processes, are not waited for."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        marker = await self.new_channel("delivered.")
+        try:
+            await self.send(marker, {"type": "layer.delivered"})
+            # One connection publishes, one receives: the marker comes back after everything sent before it.
+            await asyncio.wait_for(self.channels[marker].get(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            await self.discard_channel(marker)
+        waiting = [(name, queue, queue.put_count) for name, queue in self.channels.items()]
+        while waiting := [
+            (name, queue, count)
+            for name, queue, count in waiting
+            if queue.got_count < count and self.channels.get(name) is queue
+        ]:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+
+class _CountingQueue(asyncio.Queue):
+    """A channel's queue that counts what was put on it and taken from it (`delivered`)."""
+
+    put_count = 0
+    got_count = 0
+
+    def put_nowait(self, item) -> None:
+        super().put_nowait(item)
+        self.put_count += 1
+
+    def get_nowait(self):
+        item = super().get_nowait()
+        self.got_count += 1
+        return item
+
+
+class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
+    def __init__(self, host, channel_layer) -> None:
+        super().__init__(host, channel_layer)
+        self._outbox: list[tuple[str, bytes, asyncio.Future]] = []
+        self._sender: asyncio.Task | None = None
+        self._confirming: dict[str, collections.deque[asyncio.Future]] = {}
+
+    # Publishing: pipelined batches, one connection, in order.
+
+    async def publish(self, channel, message) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._outbox.append((channel, message, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_batches())
+        await future
+
+    async def _send_batches(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                self._ensure_redis()
+                pipe = self._redis.pipeline(transaction=False)
+                for channel, message, _future in batch:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+            except BaseException as exc:
+                for _channel, _message, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved here too: a cancelled sender leaves no warning
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                for _channel, _message, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    # Subscribing: wait for Redis's confirmation.
+
+    async def subscribe(self, channel) -> None:
+        async with self._lock:
+            if channel in self._subscribed_to:
+                pending = self._confirming.get(channel)
+                waiter = pending[-1] if pending else None
+            else:
+                self._ensure_redis()
+                self._ensure_receiver()
+                waiter = asyncio.get_running_loop().create_future()
+                waiters = self._confirming.setdefault(channel, collections.deque())
+                waiters.append(waiter)
+                try:
+                    await self._pubsub.subscribe(channel)
+                except BaseException:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._confirming[channel]
+                    raise
+                self._subscribed_to.add(channel)
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), SUBSCRIBE_TIMEOUT)
+            except TimeoutError:
+                logger.warning("Redis did not confirm the subscription to %s in time; going on", channel)
+
+    async def flush(self) -> None:
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+        await super().flush()
+        for waiters in self._confirming.values():
+            for waiter in waiters:
+                waiter.cancel()
+        self._confirming.clear()
+
+    # Receiving: as channels-redis, but subscription confirmations are seen too.
+
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(timeout=0.1)
+                    if message is None:
+                        continue
+                    kind = message["type"]
+                    if kind in (b"message", "message"):
+                        self._receive_message(message)
+                    elif kind in (b"subscribe", "subscribe"):
+                        self._confirmed(message["channel"])
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception:  # channels-redis re-raises TimeoutError too, which ends receiving for good
+                logger.exception("Unexpected exception in receive task")
+                await asyncio.sleep(1)
+
+    def _confirmed(self, channel) -> None:
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        waiters = self._confirming.get(channel)
+        if not waiters:
+            return  # a resubscription after a reconnect
+        waiter = waiters.popleft()
+        if not waiters:
+            del self._confirming[channel]
+        if not waiter.done():
+            waiter.set_result(None)

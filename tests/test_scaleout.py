@@ -55,6 +55,17 @@ def redis_client():
     client.close()
 
 
+def layer_prefix() -> str:
+    from channels.layers import get_channel_layer
+
+    return get_channel_layer()._kwargs["prefix"]
+
+
+def subscriptions(redis_client, prefix: str) -> list[bytes]:
+    """The pub/sub channels anyone subscribes to under this lane's prefix (pub/sub is server-wide)."""
+    return sorted(redis_client.pubsub_channels(f"{prefix}*"))
+
+
 def conversation_of(alice, sim_model) -> Conversation:
     """A conversation with one finished exchange and a title, so the next turn is the only upstream call."""
     conversation = Conversation.objects.create(owner=alice, model=sim_model, title="Scale-out")
@@ -103,11 +114,10 @@ def test_an_answer_running_on_one_worker_streams_to_a_socket_on_another(
         assert deltas_on_b[0]["offset"] == 0 and len(deltas_on_b) > 1
     assert Message.objects.get(public_id=answer_id).content == ANSWER
 
-    # Closed sockets and finished answers leave no group behind in Redis.
-    prefix = "asgi:group:"
-    wait_until(
-        lambda: not redis_client.exists(f"{prefix}conv.{conversation_id}", f"{prefix}gen.{answer_id}"), 5
-    )
+    # Closed sockets and finished answers leave no subscription behind in Redis: not the groups, not the
+    # sockets' channels, not the generation's control channel.
+    prefix = layer_prefix()
+    wait_until(lambda: subscriptions(redis_client, prefix) == [], 5)
 
 
 @needs_redis
@@ -254,24 +264,117 @@ async def test_a_socket_that_misses_a_frame_asks_the_generator_for_the_rest_once
     assert consumer.known == {"m1": 13}
 
 
+# --- the Redis pub/sub channel layer (conversations/layers.py). Each layer object stands for one process: it has
+# its own connections to Redis.
+
+
+def pubsub_layer(**config):
+    from conversations.layers import RedisPubSubChannelLayer
+
+    return RedisPubSubChannelLayer(**{**settings.CHANNEL_LAYERS["default"]["CONFIG"], **config})
+
+
+@pytest.fixture
+async def processes():
+    """`processes(n)`: n pub/sub layers, flushed (connections closed) at the end."""
+    layers = []
+
+    def make(count: int = 2, **config):
+        made = [pubsub_layer(**config) for _ in range(count)]
+        layers.extend(made)
+        return made
+
+    yield make
+    for layer in layers:
+        await layer.flush()
+
+
 @needs_redis
 @pytest.mark.backends
-async def test_an_idle_channel_layer_receive_outlives_the_redis_poll():
-    # channels-redis polls with a 5 s BZPOPMIN; redis-py 8's default 5 s read timeout used to race it, and the
-    # loser's receive raised, which closes that websocket. Several layers, two polls each: that race was lost
-    # within seconds.
+async def test_pubsub_a_group_add_is_in_effect_when_it_returns_and_one_senders_order_holds(processes):
     import asyncio
 
-    from channels_redis.core import RedisChannelLayer
+    receiver, sender = processes(2)
+    for i in range(10):
+        channel = await receiver.new_channel()
+        await receiver.group_add(f"order{i}", channel)
+        # At once, to the group and to the socket's own channel (a sync reply): received in the order sent.
+        await asyncio.gather(
+            *(
+                sender.group_send(f"order{i}", {"type": "m", "n": n})
+                if n % 3
+                else sender.send(channel, {"type": "m", "n": n})
+                for n in range(60)
+            )
+        )
+        got = [(await asyncio.wait_for(receiver.receive(channel), 5))["n"] for _ in range(60)]
+        assert got == list(range(60))
+        await receiver.discard_channel(channel)
 
-    layers = [RedisChannelLayer(**settings.CHANNEL_LAYERS["default"]["CONFIG"]) for _ in range(4)]
 
-    async def idle(layer) -> None:
-        with pytest.raises(TimeoutError):  # asyncio's: nothing arrived; not redis.exceptions.TimeoutError
-            await asyncio.wait_for(layer.receive(await layer.new_channel()), timeout=11)
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_discard_channel_leaves_no_subscription(processes, redis_client):
+    (layer,) = processes(1)
+    prefix = layer._kwargs["prefix"]
+    before = subscriptions(redis_client, prefix)
+    kept = await layer.new_channel()
+    await layer.group_add("shared", kept)
+    channel = await layer.new_channel()
+    await layer.group_add("shared", channel)
+    await layer.group_add("alone", channel)
+    await layer.discard_channel(channel)
+    await layer.discard_channel(channel)  # twice: nothing happens
+    # `shared` still has a member in this process: still subscribed; `alone` and the channel are not.
+    expected = sorted([*before, f"{prefix}__group__shared".encode(), kept.encode()])
+    wait_until(lambda: subscriptions(redis_client, prefix) == expected, 5)
+    assert channel not in layer._get_layer().channels
 
-    try:
-        await asyncio.gather(*(idle(layer) for layer in layers))
-    finally:
-        for layer in layers:
-            await layer.close_pools()
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_delivered_waits_for_the_sockets_of_this_process_to_take_their_frames(processes):
+    (layer,) = processes(1)
+    channel = await layer.new_channel()
+    await layer.group_add("delivered", channel)
+    await layer.group_send("delivered", {"type": "end"})
+    assert not await layer.delivered(0.3)  # back in this process, but its socket has not taken it
+    assert (await layer.receive(channel))["type"] == "end"
+    assert await layer.delivered(2)
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_an_idle_receive_outlives_the_read_timeout(processes):
+    # redis-py gives up on a read after socket_timeout; the subscriber connection must not (an idle socket's
+    # receive failing would close its websocket).
+    import asyncio
+
+    receiver, sender = processes(2, hosts=[{"address": settings.REDIS_URL, "socket_timeout": 0.5}])
+    channel = await receiver.new_channel()
+    receiving = asyncio.ensure_future(receiver.receive(channel))
+    await asyncio.sleep(2)
+    assert not receiving.done()
+    await sender.send(channel, {"type": "late"})
+    assert (await asyncio.wait_for(receiving, 5))["type"] == "late"
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_sites_on_other_redis_databases_do_not_share_groups(processes):
+    # Pub/sub channels are server-wide; the layer names them after the database, as the core layer's keys are.
+    import asyncio
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.REDIS_URL)
+    other_db = (int(url.path.strip("/") or 0) + 1) % 16
+    (here,) = processes(1)
+    (elsewhere,) = processes(1, hosts=[{"address": url._replace(path=f"/{other_db}").geturl()}])
+    (same_site,) = processes(1)
+    channel = await here.new_channel()
+    await here.group_add("user.1", channel)
+    await elsewhere.group_send("user.1", {"type": "other site"})
+    await same_site.group_send("user.1", {"type": "this site"})
+    assert (await asyncio.wait_for(here.receive(channel), 5))["type"] == "this site"
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(here.receive(channel), 0.3)

@@ -3,11 +3,12 @@ interrupted with every character received so far, refuses new turns meanwhile, a
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
 
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from conversations.services.shutdown import RESTARTING_ERROR
 from conversations.services.sweep import INTERRUPTED_ERROR
 from conversations.testing.upstream import Reply
@@ -57,6 +58,32 @@ def test_sigterm_lets_a_short_answer_finish_and_saves_it_complete(
     assert server.wait(timeout=10) == 0
     message = Message.objects.get(public_id=answer_id)
     assert (message.status, message.content, message.heartbeat_at) == ("complete", SHORT_ANSWER, None)
+
+
+def test_sigterm_delivers_the_end_of_an_answer_that_ends_in_the_grace_period_to_every_socket(
+    daphne_factory, client, alice, upstream, sim_model
+):
+    # Regression: once the last answer had ended, the process exited at once, while its `end` frame was still
+    # on its way to the process's own sockets through the channel layer (Redis: there and back).
+    server = daphne_factory(CHAT_SHUTDOWN_GRACE=10)
+    conversation = Conversation.objects.create(owner=alice, model=sim_model, title="Titled")  # no title call
+    conversation_id = str(conversation.public_id)
+    answer = " ".join(f"brief{i}" for i in range(10))
+    upstream.enqueue(Reply(text=answer, token_delay=0.02))
+    cookie = session_cookie_for(client, alice)
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(ChatSocket(server, cookie)) for _ in range(6)]
+        for sock in socks[1:]:
+            sock.send(type="open", conversation=conversation_id, ref="open")
+            sock.wait_for(lambda f: f["type"] == "conversation" and f["ref"] == "open")
+        socks[0].send(type="send", conversation=conversation_id, text="Briefly.")
+        answer_id = socks[0].wait_type("ack")["assistant_message"]["id"]
+        socks[0].wait_for(lambda f: f["type"] == "delta" and f["message"] == answer_id)
+        server.terminate()
+        for sock in socks:
+            final = sock.wait_end(answer_id, timeout=10)
+            assert final["status"] == "complete" and sock.texts[answer_id] == answer == final["content"]
+    assert server.wait(timeout=10) == 0
 
 
 def test_sigterm_saves_a_long_answer_as_interrupted_with_all_its_text_when_the_grace_period_ends(

@@ -110,7 +110,9 @@ def routes_for_user(chat_model: ChatModel, user, checked_model_pk: int | None = 
     user_id = _user_id(user)
     if user_id is None or not routes:
         return routes
-    owner = user if not isinstance(user, int) else get_user_model()._default_manager.filter(pk=user_id).first()
+    owner = (
+        user if not isinstance(user, int) else get_user_model()._default_manager.filter(pk=user_id).first()
+    )
     if owner is not None and not owner.is_superuser:
         # A twin on another provider may be restricted to groups this user isn't in: don't fall back to it.
         ids = [r.chat_model_id for r in routes if r.chat_model_id not in (None, checked_model_pk)]

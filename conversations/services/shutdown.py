@@ -9,7 +9,9 @@ generation of a daphne process takes over SIGTERM (`install`) and on the signal:
 2. running answers get up to CHAT_SHUTDOWN_GRACE seconds to finish normally, streaming to their sockets;
 3. the rest stop reading from the provider and are saved `interrupted` with all the text received so far
    (their `end` frames go out as usual);
-4. then daphne's own SIGTERM handling runs and the process exits.
+4. the process waits until its own sockets have taken the last frames (through Redis a frame to a socket
+   of this process goes there and back: `deliver_last_frames`), whether or not any answer was still running;
+5. then daphne's own SIGTERM handling runs and the process exits.
 
 A second SIGTERM skips what is left of the grace period. Outside a running daphne (tests, management
 commands) nothing is installed. systemd's TimeoutStopSec must exceed the grace period by a few seconds.
@@ -34,6 +36,8 @@ RESTARTING_ERROR = "The server is restarting, so this answer was not started. Re
 FINAL_SAVE_TIMEOUT = 10.0
 # A moment for consumers to forward the last `end` frames before daphne cancels them.
 FLUSH_DELAY = 0.2
+# How long to wait for the channel layer to bring the last frames back to this process's own sockets.
+DELIVERY_TIMEOUT = 2.0
 
 _installed_loops: set[int] = set()
 _draining = False
@@ -117,6 +121,9 @@ async def drain(grace: float, hurry: asyncio.Event | None = None) -> None:
             hurried.cancel()
     late = list(RUNNING.values())
     if not late:
+        # Every answer ended in time, the last of them maybe a moment ago: its `end` frame may still be on its
+        # way to this process's own sockets (through Redis, a round trip).
+        await deliver_last_frames()
         return
     logger.warning("SIGTERM: saving %d unfinished answer(s) as interrupted", len(late))
     for generation in late:
@@ -127,6 +134,24 @@ async def drain(grace: float, hurry: asyncio.Event | None = None) -> None:
         logger.error(
             "SIGTERM: %d answer(s) could not be saved in time; the sweep will mark them", len(pending)
         )
+    await deliver_last_frames()
+
+
+async def deliver_last_frames() -> None:
+    """Let this process's sockets forward the frames just sent (the `end` frames) before daphne closes them.
+
+    Through Redis pub/sub a frame for a socket of this process travels there and back: the layer's
+    `delivered` waits until everything published so far has come back and been taken by the consumers. Then
+    FLUSH_DELAY for the consumers' writes to reach their transports (a loop turn or two)."""
+    from channels.layers import get_channel_layer
+
+    delivered = getattr(get_channel_layer(), "delivered", None)
+    if delivered is not None:
+        try:
+            if not await delivered(DELIVERY_TIMEOUT):
+                logger.warning("SIGTERM: the channel layer did not deliver the last frames in time")
+        except Exception:
+            logger.exception("SIGTERM: waiting for the channel layer failed")
     await asyncio.sleep(FLUSH_DELAY)
 
 

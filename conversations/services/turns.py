@@ -309,7 +309,9 @@ def active_path(messages: list[Message], leaf_id: int | None) -> list[Message]:
     return path
 
 
-def history_for(assistant: Message, conversation: Conversation | None = None) -> tuple[Conversation, list[Message]]:
+def history_for(
+    assistant: Message, conversation: Conversation | None = None
+) -> tuple[Conversation, list[Message]]:
     """The conversation and the messages the answer `assistant` replies to (root to its parent). Pass the
     conversation when it is already loaded (a turn just saved it): two queries instead of three."""
     if conversation is None:
