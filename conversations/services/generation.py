@@ -55,10 +55,10 @@ logger = logging.getLogger(__name__)
 RUNNING: dict[int, Generation] = {}
 
 # Frames a second for all the answers of one process together (see the module docstring), about half a core
-# of frame handling (bench/load.py): with the in-memory layer a frame costs about 0.25 ms of CPU, through
-# Redis about 1 ms (sending, and receiving in the process holding the socket). Below budget times
-# CHAT_FRAME_INTERVAL concurrent answers, every answer gets frames at that interval.
-PROCESS_FRAMES_PER_SECOND = {"in-memory": 2000, "redis": 400}
+# of frame handling (bench/load.py): with the in-memory layer a frame costs about 0.25 ms of CPU; through
+# Redis pub/sub (conversations/layers.py) about 0.15 ms more for publishing and receiving it. Below budget
+# times CHAT_FRAME_INTERVAL concurrent answers, every answer gets frames at that interval.
+PROCESS_FRAMES_PER_SECOND = {"in-memory": 2000, "redis": 1500}
 
 
 TEXT_EVENTS = (TextDelta, RefusalDelta)  # the events whose text is the answer's
