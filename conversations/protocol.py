@@ -14,6 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
+from conversations.services.errors import EMPTY_MESSAGE
+
 
 class ProtocolError(Exception):
     def __init__(self, code: str, message: str, ref: Any = None) -> None:
@@ -39,14 +41,11 @@ def _uuid(value: Any) -> str:
         raise TypeError("is not a valid id") from exc
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("must be a string")
-    if not value.strip():
-        raise TypeError("must not be empty")
-    if len(value) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise TypeError(f"is longer than {settings.CHAT_MAX_MESSAGE_CHARS} characters")
-    return value
+def _message_text(value: Any) -> str:
+    """A turn's text; blank text becomes "". Images may stand in for it: checked in parse_frame for `send`,
+    by turns.do_edit for `edit` (only the service knows whether the edited message has images)."""
+    value = _optional_text(value)
+    return value if value.strip() else ""
 
 
 def _optional_text(value: Any) -> str:
@@ -142,7 +141,7 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     "open": {"conversation": (_uuid, True)},
     "send": {
         "conversation": (_uuid, False),
-        "text": (_text, True),
+        "text": (_message_text, False),
         "model": (_int, False),
         "params": (_params, False),
         "system_prompt": (_optional_text, False),
@@ -150,7 +149,8 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     },
     "stop": {"message": (_uuid, True)},
     "regenerate": {"message": (_uuid, True), "model": (_int, False)},
-    "edit": {"message": (_uuid, True), "text": (_text, True), "model": (_int, False)},
+    # May be empty when the edited message has images: the service checks that (turns.do_edit).
+    "edit": {"message": (_uuid, True), "text": (_message_text, True), "model": (_int, False)},
     "select": {"message": (_uuid, True)},
     "sync": {"message": (_uuid, True), "offset": (_offset, True)},
 }
@@ -192,4 +192,8 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> Command:
     unknown = set(payload) - set(schema) - {"type", "ref"}
     if unknown:
         raise ProtocolError("invalid", f"Unknown field(s): {', '.join(sorted(unknown))}.", ref)
+    if kind == "send":
+        data["text"] = data["text"] or ""
+        if not data["text"] and not data["attachments"]:
+            raise ProtocolError("empty_message", EMPTY_MESSAGE, ref)
     return Command(kind, data, ref)

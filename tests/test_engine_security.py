@@ -92,9 +92,11 @@ MALFORMED = [
     ("{}", "unknown_type"),
     ('{"type": "explode"}', "unknown_type"),
     ('{"type": 7}', "unknown_type"),
-    ('{"type": "send"}', "invalid"),  # text missing
+    ('{"type": "send"}', "empty_message"),  # neither text nor images
     ('{"type": "send", "text": 5}', "invalid"),
-    ('{"type": "send", "text": "   "}', "invalid"),
+    ('{"type": "send", "text": "   "}', "empty_message"),
+    ('{"type": "send", "text": "", "attachments": []}', "empty_message"),
+    ('{"type": "edit", "message": "6f1c4a3e-0b8e-4a51-9a53-6b2a1d1f0c11"}', "invalid"),  # text missing
     ('{"type": "send", "text": "hi", "model": "gpt-4o"}', "invalid"),
     ('{"type": "send", "text": "hi", "params": {"temperature": 9}}', "invalid"),
     ('{"type": "send", "text": "hi", "params": {"temperature": true}}', "invalid"),

@@ -127,6 +127,42 @@ def test_images_from_the_picker_and_a_paste_reach_the_model_and_stay_in_the_hist
     page.screenshot(path=ARTIFACTS / "chat-images-history.png")
 
 
+def test_an_image_alone_can_be_sent_and_shows_without_an_empty_bubble(chat, upstream):
+    page = chat
+    send_button = page.get_by_role("button", name="Send")
+    expect(send_button).to_be_disabled()
+    upstream.enqueue(Reply(text="An orange rectangle on its own."), Reply(text="Orange rectangle"))
+
+    pick(page, encode((1200, 800), (230, 120, 40), "JPEG"), "sunset.jpg", "image/jpeg")
+    wait_uploaded(page, 1)
+    expect(composer(page)).to_have_value("")
+    expect(send_button).to_be_enabled()  # an uploaded image is enough to send
+    send_button.click()
+
+    expect(last_answer(page).locator(".markdown")).to_have_text("An orange rectangle on its own.")
+    expect(tray(page)).to_be_hidden()
+    expect(send_button).to_be_disabled()  # empty again: nothing left to send
+    user = upstream.chat_requests[0].json["messages"][-1]
+    assert [part["type"] for part in user["content"]] == ["image_url"]
+
+    question = page.locator("article.msg-user")
+    expect(question.get_by_role("img", name="Attached image")).to_be_visible()
+    expect(question.locator(".user-bubble")).to_be_hidden()  # no empty grey pill under the picture
+    expect(question.get_by_role("button", name="Copy")).to_have_count(0)  # nothing to copy
+    expect(page.get_by_role("heading", level=1)).to_have_text("Orange rectangle")
+
+    page.reload()  # the same from the snapshot
+    question = page.locator("article.msg-user")
+    expect(question.get_by_role("img", name="Attached image")).to_be_visible()
+    expect(question.locator(".user-bubble")).to_be_hidden()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('article.msg-user img')].every((i) => i.complete)"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.mouse.move(0, 0)
+    page.screenshot(path=ARTIFACTS / "chat-image-only.png")
+
+
 def test_a_dropped_image_attaches_and_a_bad_file_shows_its_error_beside_it(chat, upstream):
     page = chat
     drop(page, encode((800, 600), (10, 160, 90), "PNG"), "diagram.png", "image/png")

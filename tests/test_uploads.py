@@ -472,6 +472,81 @@ def test_the_snapshot_lists_images_and_costs_the_same_queries_however_many(clien
     assert all(m["attachments"] == [] for m in big["messages"] if m["role"] == "assistant")
 
 
+# --- Images without text --------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_image_alone_goes_upstream_as_image_parts_only(client, alice, sim_model, media):
+    from conversations.llm.request import message_to_wire
+
+    client.force_login(alice)
+    image = upload(client, photo((400, 300))).json()["id"]
+    turn = turns.do_send_turn(alice, conversation_id=None, text="", attachment_ids=[image])
+    assert turn.user_message.content == "" and len(turn.attachments) == 1
+    conversation, path = turns.history_for(turn.assistant)
+    user = context.build_request(conversation, path, sim_model).request.messages[-1]
+    content = message_to_wire(user)["content"]
+    assert [part["type"] for part in content] == ["image_url"]  # no empty text part
+    assert content[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+
+
+@pytest.mark.django_db
+def test_an_image_only_turn_left_out_of_a_later_prompt_is_a_placeholder_not_an_empty_message(
+    client, alice, sim_model, media, settings
+):
+    client.force_login(alice)
+    first = upload(client, photo((400, 300))).json()["id"]
+    turn = turns.do_send_turn(alice, conversation_id=None, text="", attachment_ids=[first])
+    Message.objects.filter(pk=turn.assistant.pk).update(status="complete", content="A red picture.")
+    turn = turns.do_send_turn(alice, conversation_id=str(turn.conversation.public_id), text="Why red?")
+    settings.CHAT_KEEP_OLD_IMAGES = False
+    conversation, path = turns.history_for(turn.assistant)
+    old = context.build_request(conversation, path, sim_model).request.messages[0]
+    assert (old.role, old.text, old.images) == ("user", context.IMAGE_OMITTED, ())
+
+
+@pytest.mark.django_db
+def test_a_turn_with_neither_text_nor_images_is_refused_and_saves_nothing(alice, sim_model):
+    for text in ("", "  \n "):
+        with pytest.raises(turns.InvalidInput) as refused:
+            turns.do_send_turn(alice, conversation_id=None, text=text, attachment_ids=[])
+        assert refused.value.code == "empty_message"
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_message_with_images_can_be_edited_down_to_the_images_alone(client, alice, sim_model, media):
+    client.force_login(alice)
+    image = upload(client, photo((300, 200))).json()["id"]
+    turn = turns.do_send_turn(alice, conversation_id=None, text="Wht is ths?", attachment_ids=[image])
+    Message.objects.filter(pk=turn.assistant.pk).update(status="complete", content="A square.")
+    edited = turns.do_edit(alice, str(turn.user_message.public_id), "")
+    assert edited.user_message.content == ""
+    assert edited.user_message.attachments.count() == 1
+    conversation, path = turns.history_for(edited.assistant)
+    user = context.build_request(conversation, path, sim_model).request.messages[-1]
+    assert (user.text, len(user.images)) == ("", 1)
+
+
+@pytest.mark.django_db
+def test_a_text_only_message_cannot_be_edited_to_nothing(alice, sim_model):
+    turn = turns.do_send_turn(alice, conversation_id=None, text="Hello")
+    Message.objects.filter(pk=turn.assistant.pk).update(status="complete", content="Hi.")
+    with pytest.raises(turns.InvalidInput) as refused:
+        turns.do_edit(alice, str(turn.user_message.public_id), " ")
+    assert refused.value.code == "empty_message"
+    assert Message.objects.count() == 2
+
+
+def test_a_chat_that_starts_with_images_alone_falls_back_to_a_title_about_images():
+    from conversations.services.titles import fallback_title
+
+    assert fallback_title("", images=1) == "Image"
+    assert fallback_title("", images=3) == "3 images"
+    assert fallback_title("", images=0) == "New chat"
+    assert fallback_title("Look at this", images=1) == "Look at this"
+
+
 # --- Over the websocket, against the simulator ------------------------------------------------------------------
 
 
@@ -499,13 +574,14 @@ def test_a_photo_with_gps_goes_upstream_without_it(live_server_daphne, client, a
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("text", ["Describe it", ""])
 def test_a_forged_turn_with_images_for_a_text_only_model_is_refused(
-    live_server_daphne, client, alice, sim_model, gpt4, upstream
+    live_server_daphne, client, alice, sim_model, gpt4, upstream, text
 ):
     client.force_login(alice)
     body = upload(client, photo((300, 200))).json()
     with ChatSocket(live_server_daphne, session_cookie_for(client, alice)) as sock:
-        sock.send(type="send", text="Describe it", model=gpt4.pk, attachments=[body["id"]], ref="forged")
+        sock.send(type="send", text=text, model=gpt4.pk, attachments=[body["id"]], ref="forged")
         frame = sock.recv()
         assert frame["type"] == "error"
         assert (frame["code"], frame["ref"]) == ("images_not_supported", "forged")
@@ -526,4 +602,68 @@ def test_charlie_cannot_send_alices_upload(live_server_daphne, client, alice, ch
         frame = sock.recv()
         assert (frame["type"], frame["code"]) == ("error", "not_found")
     assert upstream.chat_requests == []
+    assert Attachment.objects.get(public_id=body["id"]).message is None
+
+
+def title_request(upstream):
+    from conversations.services.titles import TITLE_PROMPT
+
+    return next(r.json for r in upstream.chat_requests if r.json["messages"][0]["content"] == TITLE_PROMPT)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_image_alone_is_answered_and_titled(live_server_daphne, client, alice, sim_model, upstream):
+    from conversations.testing.upstream import Reply
+
+    client.force_login(alice)
+    body = upload(client, photo((600, 400)), "IMG_0005.JPG", "image/jpeg").json()
+    upstream.enqueue(Reply(text="A red rectangle."), Reply(text="Red rectangle"))
+    with ChatSocket(live_server_daphne, session_cookie_for(client, alice)) as sock:
+        sock.send(type="send", text="", attachments=[body["id"]], ref="img")
+        ack = sock.wait_type("ack")
+        assert ack["ref"] == "img"
+        assert ack["user_message"]["content"] == ""
+        assert [a["id"] for a in ack["user_message"]["attachments"]] == [body["id"]]
+        assert sock.wait_end(ack["assistant_message"]["id"])["content"] == "A red rectangle."
+        title = sock.wait_type("title")
+        assert title["title"] == "Red rectangle"
+    user = upstream.chat_requests[0].json["messages"][-1]
+    assert user["role"] == "user"
+    assert [part["type"] for part in user["content"]] == ["image_url"]
+    assert user["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    # The title model reads words only: it is told an image was sent, and what the answer said.
+    asked = title_request(upstream)["messages"][-1]["content"]
+    assert asked == "User: (sent an image, no text)\n\nAssistant: A red rectangle."
+    message = Message.objects.get(public_id=ack["user_message"]["id"])
+    assert message.content == "" and message.attachments.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_with_neither_text_nor_images_gets_an_error_and_the_socket_stays_usable(
+    live_server_daphne, client, alice, sim_model, upstream
+):
+    with ChatSocket(live_server_daphne, session_cookie_for(client, alice)) as sock:
+        for frame in ({"text": ""}, {"text": " \n\t"}, {"text": "", "attachments": []}, {}):
+            sock.send(type="send", ref="empty", **frame)
+            error = sock.recv()
+            assert (error["type"], error["code"], error["ref"]) == ("error", "empty_message", "empty"), frame
+            assert error["message"] == "Write a message or attach an image."
+        sock.send(type="ping", id="alive")
+        assert sock.recv() == {"type": "pong", "id": "alive"}
+    assert upstream.chat_requests == []
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_charlie_cannot_send_alices_upload_as_an_image_only_message(
+    live_server_daphne, client, alice, charlie, sim_model, upstream
+):
+    client.force_login(alice)
+    body = upload(client, photo((300, 200))).json()
+    with ChatSocket(live_server_daphne, session_cookie_for(client, charlie)) as sock:
+        sock.send(type="send", text="", attachments=[body["id"]], ref="steal")
+        frame = sock.recv()
+        assert (frame["type"], frame["code"]) == ("error", "not_found")
+    assert upstream.chat_requests == []
+    assert not Message.objects.exists()
     assert Attachment.objects.get(public_id=body["id"]).message is None

@@ -18,6 +18,8 @@ from conversations.models import Attachment, ChatModel, Conversation, Message
 
 logger = logging.getLogger(__name__)
 
+IMAGE_OMITTED = "[An image was shared here; it is not included any more.]"
+
 
 @dataclass
 class PreparedContext:
@@ -50,11 +52,19 @@ def _chat_message(message: Message, with_images: bool = True) -> ChatMessage | N
         if not message.content:
             return None
         return ChatMessage(role="assistant", text=message.content)
+    attachments = list(message.attachments.all())  # prefetched by history_for
     images: tuple[ImagePart, ...] = ()
     if with_images:
-        parts = (_image_part(a) for a in message.attachments.all())  # prefetched by history_for
-        images = tuple(part for part in parts if part is not None)
-    return ChatMessage(role=message.role, text=message.content, images=images)
+        images = tuple(part for part in map(_image_part, attachments) if part is not None)
+    text = message.content if message.content.strip() else ""
+    if not text and not images:
+        # An image-only message whose images are left out (CHAT_KEEP_OLD_IMAGES, a lost file): an empty user
+        # message is refused by some providers, and the model should know something was shown there.
+        if not attachments:
+            return None
+        text = IMAGE_OMITTED
+    # With images and no text, the wire content is the image parts alone (request.message_to_wire).
+    return ChatMessage(role=message.role, text=text, images=images)
 
 
 def build_request(conversation: Conversation, path: list[Message], chat_model: ChatModel) -> PreparedContext:

@@ -3,6 +3,9 @@ person can read; consumers and views turn them into error frames or HTTP respons
 
 from __future__ import annotations
 
+# Said by the protocol (a `send` with neither) and by the turn service (an edit emptied of its only text).
+EMPTY_MESSAGE = "Write a message or attach an image."
+
 
 class ServiceError(Exception):
     code = "error"

@@ -1,7 +1,8 @@
 """Conversation titles, written once after the first answer and pushed live to the user's sidebars.
 
 A short call to CHAT_TITLE_MODEL (or the conversation's own model) names the chat; if that fails for any
-reason the first words of the prompt do. A title never blocks or breaks the answer itself.
+reason the first words of the prompt do ("Image" for a chat that starts with images alone). A title never
+blocks or breaks the answer itself.
 """
 
 from __future__ import annotations
@@ -29,12 +30,24 @@ TITLE_PROMPT = (
 )
 
 
-def fallback_title(prompt: str) -> str:
+def fallback_title(prompt: str, images: int = 0) -> str:
     words = prompt.split()
     title = " ".join(words[:6])
     if len(words) > 6:
         title += "…"
+    if not title and images:
+        return "Image" if images == 1 else f"{images} images"
     return title[:TITLE_MAX_CHARS] or "New chat"
+
+
+def _user_line(prompt: str, images: int) -> str:
+    """What the title model reads of the first message. It never sees the images themselves (the title model
+    may be text-only): an image-only message is described in words, and the answer says what it showed."""
+    if prompt.strip():
+        return prompt[:1500]
+    if images:
+        return "(sent an image, no text)" if images == 1 else f"(sent {images} images, no text)"
+    return "(no text)"
 
 
 def clean_title(raw: str) -> str:
@@ -47,8 +60,11 @@ def _title_inputs(conversation_pk: int):
     if conversation.title:
         return None
     first = list(conversation.messages.order_by("created_at", "id")[:2])
-    prompt = next((m.content for m in first if m.role == Message.Role.USER), "")
+    question = next((m for m in first if m.role == Message.Role.USER), None)
+    prompt = question.content if question is not None else ""
     answer = next((m.content for m in first if m.role == Message.Role.ASSISTANT), "")
+    # Only an image-only first message costs the query: its images are what the chat is about.
+    images = question.attachments.count() if question is not None and not prompt.strip() else 0
     model = None
     if settings.CHAT_TITLE_MODEL:
         model = (
@@ -59,7 +75,7 @@ def _title_inputs(conversation_pk: int):
         )
     model = model or conversation.model
     routes = candidates_for(model) if model is not None else []
-    return prompt, answer, routes
+    return prompt, images, answer, routes
 
 
 def _save_title(conversation_pk: int, title: str) -> bool:
@@ -71,13 +87,15 @@ async def write_title(conversation_pk: int, owner_id: int, conversation_id: str)
     inputs = await database_sync_to_async(_title_inputs)(conversation_pk)
     if inputs is None:
         return
-    prompt, answer, routes = inputs
+    prompt, images, answer, routes = inputs
     title = ""
     if routes:
         request = ChatRequest(
             messages=[
                 ChatMessage(role="system", text=TITLE_PROMPT),
-                ChatMessage(role="user", text=f"User: {prompt[:1500]}\n\nAssistant: {answer[:1500]}"),
+                ChatMessage(
+                    role="user", text=f"User: {_user_line(prompt, images)}\n\nAssistant: {answer[:1500]}"
+                ),
             ],
             params=ChatParams(max_output_tokens=24, temperature=0.2),
             user_id=owner_id,
@@ -86,7 +104,7 @@ async def write_title(conversation_pk: int, owner_id: int, conversation_id: str)
             title = clean_title((await complete(request, routes)).text)
         except llm_errors.LLMError as exc:
             logger.info("title for conversation %s fell back to the prompt: %s", conversation_pk, exc)
-    title = title or fallback_title(prompt)
+    title = title or fallback_title(prompt, images)
     if await database_sync_to_async(_save_title)(conversation_pk, title):
         await get_channel_layer().group_send(
             groups.user_group(owner_id),

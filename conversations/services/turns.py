@@ -17,7 +17,7 @@ from conversations.llm.tokens import image_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message, UserQuota
 from conversations.services import limits, quotas
 from conversations.services.access import get_conversation_for_turn, get_message_for_user
-from conversations.services.errors import Busy, InvalidInput, NotFound
+from conversations.services.errors import EMPTY_MESSAGE, Busy, InvalidInput, NotFound
 
 PARAM_KEYS = (
     "temperature",
@@ -66,6 +66,12 @@ def resolve_model(model_pk: int | None, conversation: Conversation | None = None
             code="model_unavailable",
         )
     return chosen
+
+
+def _check_not_empty(text: str, images: list) -> None:
+    """A turn needs words or at least one image (an image alone asks the model about the picture)."""
+    if not text.strip() and not images:
+        raise InvalidInput(EMPTY_MESSAGE, code="empty_message")
 
 
 BUSY_MESSAGE = "An answer is still being written in this conversation. Stop it or wait for it to finish."
@@ -178,7 +184,9 @@ def do_send_turn(
 ) -> TurnStarted:
     """Save the user's message and an assistant placeholder, before anything is sent upstream.
 
-    The hot path of every turn: about a dozen statements, no row read twice (bench/load.py counts them)."""
+    The hot path of every turn: about a dozen statements, no row read twice (bench/load.py counts them).
+    `text` may be empty when `attachment_ids` isn't."""
+    _check_not_empty(text, attachment_ids or [])
     with transaction.atomic():
         limits.lock_user(user)
         created = conversation_id is None
@@ -239,7 +247,8 @@ def do_regenerate(user, message_id: str, model_pk: int | None = None) -> TurnSta
 
 
 def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> TurnStarted:
-    """An edited copy of a user message as a new branch, answered afresh. The original branch stays."""
+    """An edited copy of a user message as a new branch, answered afresh. The original branch stays. The copy
+    keeps the original's images, so its text may be empty if there are any."""
     with transaction.atomic():
         limits.lock_user(user)
         old = get_message_for_user(user, message_id)
@@ -247,11 +256,12 @@ def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> Tu
             raise InvalidInput("Only your own messages can be edited.")
         conversation = old.conversation
         _check_idle(conversation)
+        images = list(old.attachments.all())
+        _check_not_empty(text, images)
         conversation.owner = user
         chat_model = resolve_model(model_pk, conversation, user)
         user_limits = _limits(user)
         limits.check_rate(user, user_limits)
-        images = list(old.attachments.all())
         if images:
             _check_vision(chat_model)
         user_message = Message.objects.create(

@@ -179,7 +179,10 @@ class ChatApp {
     }
     if (this.unacked) {
       const users = frame.messages.filter((m) => m.role === "user");
-      const arrived = users.length && users[users.length - 1].content === this.unacked.text;
+      const last = users[users.length - 1];
+      // An image-only send has no words to recognise it by: its number of images must match too.
+      const arrived = last && last.content === this.unacked.text
+        && (last.attachments?.length ?? 0) === this.unacked.attachments.length;
       if (arrived) {
         this.composer.attachments.sent(this.unacked.attachments);
         this.unacked = null;

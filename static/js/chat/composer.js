@@ -1,6 +1,7 @@
-// The composer: a textarea that grows, Enter to send and Shift+Enter for a new line, Send that becomes Stop
-// while an answer runs, the model picker, the per-conversation settings dialog (sent with the next send), and
-// images (attach button, paste, drop; see attachments.js), allowed only for models that can read them.
+// The composer: a textarea that grows, Enter to send and Shift+Enter for a new line, Send (enabled by text or
+// an uploaded image: an image alone is a message) that becomes Stop while an answer runs, the model picker,
+// the per-conversation settings dialog (sent with the next send), and images (attach button, paste, drop; see
+// attachments.js), allowed only for models that can read them.
 
 import { Attachments } from "./attachments.js";
 import { h } from "./dom.js";
@@ -76,10 +77,15 @@ export class Composer {
     input.style.height = `${input.scrollHeight}px`;
   }
 
+  /** Something to send: words, or at least one uploaded image (an image alone asks about the picture). */
+  get hasContent() {
+    return Boolean(this.input.value.trim()) || this.attachments.ready.length > 0;
+  }
+
   updateSend() {
     const images = this.attachments.count > 0;
     const blocked = images && (this.attachments.uploading || !this.canAttach);
-    this.sendButton.disabled = !this.input.value.trim() || blocked;
+    this.sendButton.disabled = !this.hasContent || blocked;
     if (images && !this.canAttach) {
       this.showError(`${this.model?.name ?? "This model"} can't read images. Remove them or pick a model that can.`);
     } else if (this.error.dataset.kind === "images") {
@@ -104,8 +110,8 @@ export class Composer {
   }
 
   submit() {
-    const text = this.input.value;
-    if (!text.trim() || this.running || this.sendButton.disabled) return;
+    if (!this.hasContent || this.running || this.sendButton.disabled) return;
+    const text = this.input.value.trim() ? this.input.value : "";
     if (this.app.send(text)) {
       this.setText("");
       this.showError("");

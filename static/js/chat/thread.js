@@ -114,7 +114,10 @@ class MessageView {
   }
 
   renderUserText(message) {
-    this.bubble.replaceChildren(h("div", { class: "user-text", text: message.content }));
+    // An image-only message shows its images and no bubble (an empty bubble would be a stray grey pill).
+    const text = message.content.trim() ? message.content : "";
+    this.bubble.hidden = !text;
+    this.bubble.replaceChildren(...(text ? [h("div", { class: "user-text", text })] : []));
   }
 
   /** Called by the thread's frame loop. Returns true when the DOM changed. */
@@ -187,7 +190,7 @@ class MessageView {
         return;
       }
       items.push(iconButton("edit", "Edit", { dataset: { action: "edit" }, disabled: busy }));
-      items.push(iconButton("copy", "Copy", { dataset: { action: "copy" } }));
+      if (message.content.trim()) items.push(iconButton("copy", "Copy", { dataset: { action: "copy" } }));
       const nav = this.branchNav(message);
       if (nav) items.unshift(nav);
     } else {
@@ -237,8 +240,9 @@ class MessageView {
         h("button", { type: "submit", class: "btn btn-primary btn-small", text: "Save and send" })));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      const text = area.value;
-      if (!text.trim()) return;
+      // The edited copy keeps the images, so a message with images may lose all its words.
+      const text = area.value.trim() ? area.value : "";
+      if (!text && !message.attachments?.length) return;
       if (this.thread.app.editMessage(this.id, text)) this.stopEdit();
     });
     area.addEventListener("keydown", (event) => {
@@ -257,6 +261,7 @@ class MessageView {
     };
     area.addEventListener("input", grow);
     this.bubble.replaceChildren(form);
+    this.bubble.hidden = false;
     this.el.classList.add("is-editing");
     this.renderActions(message);
     grow();
