@@ -6,11 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
 import time
 
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from conversations.llm import (
     ChatMessage,
@@ -48,6 +56,7 @@ from conversations.llm.errors import (
     UpstreamTruncated,
 )
 from conversations.llm.sse import SSEProtocolError
+from conversations.llm.transport import AsyncioTransport
 from conversations.models import ChatModel, Provider
 from conversations.testing.upstream import Fault, Reply
 
@@ -506,6 +515,25 @@ async def test_the_total_watchdog_fires(upstream):
     assert time.monotonic() - started < 1.0
 
 
+async def test_tokens_that_keep_coming_hold_off_the_stall_watchdog(upstream):
+    # The watchdog's one timer fires after stall_timeout, sees progress since, and re-arms: no timeout.
+    upstream.enqueue(Reply(tokens=["x"] * 25, token_delay=0.04))
+    events, stream, error = await collect([make_route(upstream)], cfg=config(stall_timeout=0.3))
+    assert error is None and text_of(events) == "x" * 25
+    assert stream.result.duration > 0.9
+
+
+async def test_after_the_finish_chunk_it_waits_only_the_usage_grace(upstream):
+    finish = 'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
+    raw = ['data: {"choices":[{"delta":{"content":"ok"}}]}\n\n', finish] + [": ping\n\n"] * 40
+    upstream.enqueue(Reply(raw_sse=raw, token_delay=0.05))
+    started = time.monotonic()
+    events, stream, error = await collect([make_route(upstream)], cfg=config(usage_grace=0.3))
+    assert error is None and events[1:] == [TextDelta("ok"), Finish("stop")]
+    assert stream.result.complete and stream.result.usage is None
+    assert 0.3 <= time.monotonic() - started < 1.0
+
+
 # --- Cancellation ------------------------------------------------------------------------------------------
 
 
@@ -558,3 +586,175 @@ async def test_cancelling_while_waiting_for_the_first_token_closes_the_connectio
     disconnect = await disconnect_after(upstream, cancelled)
     assert disconnect.at - cancelled < 0.5
     assert disconnect.tokens_sent == 0
+
+
+# --- The asyncio transport (transport.py) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """(cert.pem, key.pem) of a self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chatsite test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+@contextlib.asynccontextmanager
+async def tls_front(upstream, certificate):
+    """An HTTPS port in front of the simulator (TLS terminated here, bytes passed through): its port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def silent_server():
+    """A port that accepts connections and never says or reads anything: its port."""
+    held = []
+
+    async def handle(reader, writer):
+        held.append(writer)
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+        for writer in held:
+            writer.close()
+
+
+def test_the_shared_client_uses_the_asyncio_transport_unless_a_proxy_is_set(monkeypatch):
+    async def transport_of_a_new_client():
+        try:
+            return shared_client()._transport
+        finally:
+            await aclose_shared_client()
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(asyncio.run(transport_of_a_new_client()), AsyncioTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")  # httpx's own transport honours it
+    assert type(asyncio.run(transport_of_a_new_client())) is httpx.AsyncHTTPTransport
+
+
+async def test_it_streams_over_tls(upstream, certificate):
+    upstream.enqueue(Reply(text="Secret hello.", token_delay=0.005))
+    async with tls_front(upstream, certificate) as port:
+        route = dataclasses.replace(make_route(upstream), base_url=f"https://127.0.0.1:{port}/v1")
+        transport = AsyncioTransport(verify=ssl.create_default_context(cafile=certificate[0]))
+        async with httpx.AsyncClient(transport=transport) as client:
+            events = []
+            async with open_stream(HELLO, [route], CONFIG, client=client) as stream:
+                async for event in stream:
+                    events.append(event)
+    assert text_of(events) == "Secret hello." and stream.result.complete
+    assert upstream.chat_requests[0].headers["authorization"] == "Bearer sk-primary"
+
+
+async def test_an_untrusted_certificate_is_a_connect_error(upstream, certificate):
+    # The system's CAs don't know the front's certificate.
+    async with (
+        tls_front(upstream, certificate) as port,
+        httpx.AsyncClient(transport=AsyncioTransport()) as client,
+    ):
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(f"https://127.0.0.1:{port}/v1/models")
+
+
+async def test_leaving_a_tls_stream_early_closes_the_connection(upstream, certificate):
+    upstream.enqueue(Reply(tokens=["tok "] * 500, token_delay=0.01))
+    async with tls_front(upstream, certificate) as port:
+        route = dataclasses.replace(make_route(upstream), base_url=f"https://127.0.0.1:{port}/v1")
+        transport = AsyncioTransport(verify=ssl.create_default_context(cafile=certificate[0]))
+        async with httpx.AsyncClient(transport=transport) as client:
+            async with open_stream(HELLO, [route], CONFIG, client=client) as stream:
+                async for event in stream:
+                    if isinstance(event, TextDelta):
+                        break
+                left = time.monotonic()
+            # The front closes its upstream side when ours goes: the simulator sees the hang-up.
+            disconnect = await disconnect_after(upstream, left)
+    assert disconnect.at - left < 0.5
+    assert disconnect.tokens_sent < 500
+
+
+async def test_httpcore_read_timeouts_are_honoured():
+    async with silent_server() as port, httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(f"http://127.0.0.1:{port}/", timeout=httpx.Timeout(2.0, read=0.2))
+        assert 0.18 <= time.monotonic() - started < 1.0
+
+
+async def test_a_tls_handshake_that_never_ends_is_a_connect_timeout():
+    async with silent_server() as port, httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        with pytest.raises(httpx.ConnectTimeout):
+            await client.get(f"https://127.0.0.1:{port}/", timeout=httpx.Timeout(2.0, connect=0.2))
+
+
+async def test_a_connection_that_never_opens_is_a_connect_timeout(monkeypatch):
+    loop = asyncio.get_running_loop()
+
+    async def never(*args, **kwargs):
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(loop, "create_connection", never)
+    async with httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        with pytest.raises(httpx.ConnectTimeout):
+            await client.get("http://127.0.0.1:9/", timeout=httpx.Timeout(2.0, connect=0.2))
+
+
+async def test_a_refused_connection_is_a_connect_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_peer_that_stops_reading_is_a_write_timeout():
+    async with silent_server() as port, httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        with pytest.raises(httpx.WriteTimeout):
+            await client.post(
+                f"http://127.0.0.1:{port}/", content=b"x" * 32_000_000, timeout=httpx.Timeout(2.0, write=0.2)
+            )

@@ -28,6 +28,9 @@ Rules (see also errors.py and retry.py):
   One with a finish reason but no [DONE] is complete (its usage may be missing).
 - Closing the stream (leaving `async with`, `aclose()`, task cancellation) closes the upstream response at
   once, which closes the connection, so the provider stops generating (and billing).
+- CPU per token matters (a read per token, hundreds of answers at once; bench/client_read.py): the shared
+  pool runs on transport.py's asyncio socket layer (httpx, httpcore and h11 still do all of HTTP), and the
+  watchdogs share one lazily re-armed timer per stream (`_Watchdog`) instead of an asyncio.timeout per read.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
@@ -74,6 +79,7 @@ from conversations.llm.request import ChatRequest, build_body, build_headers
 from conversations.llm.retry import plan_retry
 from conversations.llm.routes import Route
 from conversations.llm.sse import SSEProtocolError, StreamDecoder, parse_usage
+from conversations.llm.transport import AsyncioTransport
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +144,9 @@ def shared_client() -> httpx.AsyncClient:
         client = _clients.get(loop)
         if client is None or client.is_closed:
             client = httpx.AsyncClient(
+                # Our asyncio socket layer (transport.py) unless the environment sets a proxy: passing a
+                # transport turns httpx's HTTP(S)_PROXY/ALL_PROXY handling off, so keep httpx's own then.
+                transport=None if _environment_proxies() else AsyncioTransport(limits=POOL_LIMITS),
                 limits=POOL_LIMITS,
                 timeout=httpx.Timeout(60.0, connect=5.0),  # per-request timeouts override this
                 headers={"User-Agent": USER_AGENT},
@@ -145,6 +154,11 @@ def shared_client() -> httpx.AsyncClient:
             )
             _clients[loop] = client
     return client
+
+
+def _environment_proxies() -> bool:
+    """Whether httpx would route some requests through a proxy from the environment (it reads the same)."""
+    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
 
 
 async def aclose_shared_client() -> None:
@@ -228,6 +242,7 @@ class ChatStream:
         self._loop = loop
         self._started_at = loop.time()
         self._total_deadline = self._started_at + self.config.total_timeout
+        self._watchdog = _Watchdog(loop)
         try:
             attempt = await self._connect_any()
             async with attempt.stack:
@@ -250,6 +265,7 @@ class ChatStream:
                 self.result.truncated = True
             raise
         finally:
+            self._watchdog.close()
             self.result.duration = loop.time() - self._started_at
 
     async def _connect_any(self) -> _Attempt:
@@ -402,7 +418,7 @@ class ChatStream:
         pending = attempt.first_events
         while True:
             piece = await self._read(
-                attempt, ttft_deadline, FirstTokenTimeout(timeout=self.config.first_token_timeout)
+                attempt, ttft_deadline, FirstTokenTimeout, self.config.first_token_timeout
             )
             if piece is None:
                 pending.extend(decoder.close())
@@ -421,14 +437,16 @@ class ChatStream:
         config = self.config
         loop = self._loop
         decoder = attempt.decoder
+        total_deadline = self._total_deadline
+        stall_timeout = config.stall_timeout
         last_progress = loop.time()
         while not attempt.eof and not decoder.done:
             if decoder.finish_reason is not None:
-                deadline = min(last_progress + config.usage_grace, self._total_deadline)
+                deadline = min(last_progress + config.usage_grace, total_deadline)
             else:
-                deadline = min(last_progress + config.stall_timeout, self._total_deadline)
+                deadline = min(last_progress + stall_timeout, total_deadline)
             try:
-                piece = await self._read(attempt, deadline, StallTimeout(timeout=config.stall_timeout))
+                piece = await self._read(attempt, deadline, StallTimeout, stall_timeout)
             except UpstreamTimeout:
                 if decoder.finish_reason is not None:
                     logger.info("No [DONE] within the grace period after the finish chunk; ending the stream")
@@ -454,30 +472,40 @@ class ChatStream:
         """Read the end of the HTTP body after [DONE] so the connection can be reused; don't wait long."""
         deadline = self._loop.time() + DRAIN_TIMEOUT
         try:
-            while await self._read(attempt, deadline, StallTimeout()) is not None:
+            while await self._read(attempt, deadline, StallTimeout, None) is not None:
                 pass
         except LLMError:
             pass  # closing the response will close this connection instead of pooling it
 
     # -- reading with deadlines ----------------------------------------------------------------------------
 
-    async def _read(self, attempt: _Attempt, deadline: float, on_timeout: LLMError) -> bytes | None:
-        """The next piece of the body; None at its end (or when the connection broke)."""
+    async def _read(
+        self, attempt: _Attempt, deadline: float, on_timeout: type[UpstreamTimeout], seconds: float | None
+    ) -> bytes | None:
+        """The next piece of the body; None at its end (or when the connection broke). Past `deadline`, raise
+        `on_timeout(timeout=seconds)`, or TotalTimeout if that is the deadline that passed."""
         assert attempt.chunks is not None
+        watchdog = self._watchdog
+        task = watchdog.watch(deadline)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await attempt.chunks.__anext__()
+            return await attempt.chunks.__anext__()
         except StopAsyncIteration:
             attempt.eof = True
             return None
-        except TimeoutError:
-            raise self._timeout(deadline, on_timeout) from None
+        except asyncio.CancelledError:
+            # Ours (the deadline passed) unless someone else cancelled the task too: then theirs wins, as
+            # with asyncio.timeout.
+            if watchdog.expired and task.uncancel() == 0:
+                raise self._timeout(deadline, on_timeout(timeout=seconds)) from None
+            raise
         except httpx.HTTPError as exc:
             # A dropped connection (incomplete chunked body, reset): whether that truncated the answer
             # depends on whether it had finished, which the caller knows.
             logger.info("Completion stream connection ended: %s", _describe(exc))
             attempt.eof = True
             return None
+        finally:
+            watchdog.unwatch()
 
     def _timeout(self, deadline: float, phase_error: LLMError) -> LLMError:
         if deadline >= self._total_deadline:
@@ -490,6 +518,62 @@ class ChatStream:
                 return await response.aread()
         except (TimeoutError, httpx.HTTPError):
             return b""
+
+
+class _Watchdog:
+    """The read deadline of one stream, kept by one timer instead of an asyncio.timeout per read.
+
+    asyncio.timeout costs a Timeout object and a timer handle (scheduled, then cancelled) for every read, and
+    an answer is a read per token. Here the timer is re-armed lazily: moving the deadline later, which every
+    event does for the stall watchdog, costs nothing; when the timer fires before the current deadline it
+    re-arms itself for it, so a stream needs a new timer about once per stall period. An earlier deadline
+    (first token -> usage grace, drain) reschedules it. When the deadline has passed during a read it cancels
+    the reading task like asyncio.timeout does, and `_read` turns that into the timeout error (`uncancel`, so
+    a cancellation from outside still propagates).
+    """
+
+    __slots__ = ("_handle", "_loop", "_task", "_when", "deadline", "expired")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = math.inf  # when the timer will fire
+        self._task: asyncio.Task[Any] | None = None  # the task reading, None between reads
+        self.deadline = math.inf
+        self.expired = False
+
+    def watch(self, deadline: float) -> asyncio.Task[Any]:
+        """Start of a read that must end by `deadline`: returns the reading task."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.deadline = deadline
+        self.expired = False
+        if self._handle is None or deadline < self._when:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._when = deadline
+            self._handle = self._loop.call_at(deadline, self._fire)
+        return task
+
+    def unwatch(self) -> None:
+        self._task = None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._task is None:
+            return  # between reads: the next read arms it again
+        if self.deadline > self._when:
+            self._when = self.deadline
+            self._handle = self._loop.call_at(self.deadline, self._fire)
+            return
+        self.expired = True
+        self._task.cancel()
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,284 @@
+"""httpx's transport on a plain asyncio network backend: the same HTTP stack, a cheaper socket underneath.
+
+httpx -> httpcore -> h11 still do all of HTTP (pooling, TLS set-up, chunked framing, keep-alive). Only the
+socket layer under httpcore changes: by default httpcore reads through anyio, whose `receive()` resumes the
+transport's reading, waits on an event and pauses reading again for every read (two epoll_ctl calls), inside
+a cancel scope, plus a `fail_after` per read. A streamed answer is hundreds of small reads (one per token), so
+that was the largest share of the client's CPU (bench/client_read.py). Here a protocol keeps reading
+enabled, queues what arrives and wakes one waiting reader; a timer exists only when httpcore asks for a
+read/write timeout (our streaming reads ask for none: client.py's watchdog times them).
+
+It plugs in through httpcore's public `network_backend` argument. httpx 0.28 has no argument for that, so
+`AsyncioTransport` builds the connection pool itself and otherwise is httpx's own AsyncHTTPTransport (request
+and response conversion, exception mapping). Errors are httpcore's (ConnectError, ConnectTimeout, ReadError,
+ReadTimeout, WriteError, WriteTimeout), which httpx maps to its own as usual. Proxies are not handled here:
+`client.shared_client` keeps httpx's default transport when the environment configures one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+# Stop reading from the socket when this much is queued and unread (a slow consumer of a fast body).
+HIGH_WATER = 256 * 1024
+# RFC 8305's recommended delay before racing the next address (anyio, httpcore's default, uses the same).
+HAPPY_EYEBALLS_DELAY = 0.25
+DEFAULT_LIMITS = httpx.Limits()
+# What one recv() can take (httpcore asks for at most 64 KiB per read).
+RECEIVE_BUFFER = 64 * 1024
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """Receives into a queue; `read` waits on one future when the queue is empty.
+
+    A BufferedProtocol because a plain Protocol's transport allocates a fresh 256 KiB bytes object for every
+    recv() and shrinks it: measured, that alone was a third of the CPU of reading a small event per token.
+    Here the kernel writes into one buffer shared by the backend's connections, and each read is copied out of
+    it at once (the loop calls get_buffer, recv_into, buffer_updated back to back, so sharing is safe).
+    """
+
+    def __init__(self, buffer: memoryview) -> None:
+        self.buffer = buffer
+        self.transport: asyncio.Transport | None = None
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.queued = 0
+        self.eof = False
+        self.error: BaseException | None = None  # why the connection was lost, if not a clean close
+        self.reading_paused = False
+        self.waiter: asyncio.Future[None] | None = None  # a reader waiting for data or EOF
+        self.writing_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = bytes(self.buffer[:nbytes])
+        self.queue.append(data)
+        self.queued += len(data)
+        if self.queued > HIGH_WATER and not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # close our side too (over TLS the return value is ignored)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        if exc is not None:
+            self.error = exc
+        self._wake()
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _time_out(waiter: asyncio.Future[None], error: Exception) -> None:
+    if not waiter.done():
+        waiter.set_exception(error)
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        protocol = self._protocol
+        if not protocol.queue and not protocol.eof:
+            if self._closed:
+                raise httpcore.ReadError("the connection is closed")
+            waiter = protocol.waiter = self._loop.create_future()
+            timer = None
+            if timeout is not None:
+                timer = self._loop.call_later(
+                    timeout, _time_out, waiter, httpcore.ReadTimeout("read timed out")
+                )
+            try:
+                await waiter
+            finally:
+                protocol.waiter = None
+                if timer is not None:
+                    timer.cancel()
+        queue = protocol.queue
+        if not queue:
+            if self._closed or protocol.error is not None:
+                raise httpcore.ReadError(str(protocol.error or "the connection is closed"))
+            return b""  # the peer closed cleanly: httpcore decides whether that cut a response short
+        data = queue.popleft()
+        if queue and len(data) + len(queue[0]) <= max_bytes:
+            # Several recv()s since the last read (a busy loop): hand them to h11 in one go.
+            parts = [data]
+            size = len(data)
+            while queue and size + len(queue[0]) <= max_bytes:
+                parts.append(queue.popleft())
+                size += len(parts[-1])
+            data = b"".join(parts)
+        if len(data) > max_bytes:
+            data, rest = data[:max_bytes], data[max_bytes:]
+            queue.appendleft(rest)
+        protocol.queued -= len(data)
+        if protocol.reading_paused and protocol.queued <= HIGH_WATER // 4 and not protocol.eof:
+            protocol.reading_paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        protocol = self._protocol
+        if self._closed or protocol.eof or self._transport.is_closing():
+            raise httpcore.WriteError(str(protocol.error or "the connection is closed"))
+        self._transport.write(buffer)
+        if not protocol.writing_paused:
+            return
+        waiter = protocol.drain_waiter = self._loop.create_future()
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_later(
+                timeout, _time_out, waiter, httpcore.WriteTimeout("write timed out")
+            )
+        try:
+            await waiter
+        finally:
+            protocol.drain_waiter = None
+            if timer is not None:
+                timer.cancel()
+        if protocol.eof and protocol.error is not None:
+            raise httpcore.WriteError(str(protocol.error))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._transport.get_extra_info("sslcontext") is not None:
+            # Like httpcore's anyio backend, no TLS close_notify exchange: just drop the socket. close() would
+            # wait for the peer's answer (up to 30 s) before closing it, and a provider we hang up on mid-answer
+            # must see the connection go at once.
+            self._transport.abort()
+        else:
+            self._transport.close()
+        self._protocol._wake()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await self._loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                )
+        except TimeoutError:
+            await self.aclose()
+            raise httpcore.ConnectTimeout("TLS handshake timed out") from None
+        except (OSError, EOFError) as exc:  # ssl.SSLError and certificate errors are OSErrors
+            await self.aclose()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        if transport is None:  # the peer closed during the handshake
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        self._closed = True  # the TLS transport owns the socket now
+        self._protocol.transport = transport
+        return AsyncioStream(transport, self._protocol)
+
+    def get_extra_info(self, info: str) -> Any:
+        transport = self._transport
+        if info == "ssl_object":
+            return transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return transport.get_extra_info("peername")
+        if info == "socket":
+            return transport.get_extra_info("socket")
+        if info == "is_readable":
+            # httpcore asks before reusing an idle connection: readable means the server closed it (or sent
+            # something unasked). We read all the time, so the protocol already knows.
+            return self._protocol.eof or bool(self._protocol.queue)
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """Connections for one event loop (they share its receive buffer)."""
+
+    def __init__(self) -> None:
+        self._buffer = memoryview(bytearray(RECEIVE_BUFFER))
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_connection(
+                    lambda: _Protocol(self._buffer),
+                    host,
+                    port,
+                    local_addr=(local_address, 0) if local_address else None,
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                )
+        except TimeoutError:  # before OSError: TimeoutError is one
+            raise httpcore.ConnectTimeout("connecting timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        sock: socket.socket = transport.get_extra_info("socket")
+        for option in socket_options or ():
+            sock.setsockopt(*option)  # asyncio already set TCP_NODELAY
+        return AsyncioStream(transport, protocol)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class AsyncioTransport(httpx.AsyncHTTPTransport):
+    """httpx.AsyncHTTPTransport(verify=..., limits=...) on AsyncioBackend (HTTP/1.1, no proxy)."""
+
+    def __init__(
+        self, *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits = DEFAULT_LIMITS
+    ) -> None:
+        # Not calling super().__init__(): it would build a pool on httpcore's default backend only for us
+        # to replace it. `_pool` is all the parent's methods use.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=AsyncioBackend(),
+        )
