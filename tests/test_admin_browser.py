@@ -5,6 +5,7 @@ Screenshots go to artifacts/ (git-ignored)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,11 +66,9 @@ def test_an_admin_connects_the_simulator_and_a_user_chats_with_a_synced_model(
     shot(page, "admin-provider-synced")
     provider = Provider.objects.get(name="Simulator")
     page.goto(f"{base}/admin/conversations/chatmodel/?provider__id__exact={provider.pk}")
-    expect(page.get_by_role("link", name="gpt-4o-mini", exact=True)).to_be_visible()
-    page.get_by_role("button", name="Toggle navigation").click()  # room for the editable columns
-    page.set_viewport_size({"width": 1600, "height": 900})
+    # The link to a model's page names its provider and fallback order too: "gpt-4o-mini Simulator (100)".
+    expect(page.get_by_role("link", name=re.compile(r"^gpt-4o-mini Simulator \(\d+\)$"))).to_be_visible()
     shot(page, "admin-models")
-    page.set_viewport_size({"width": 1280, "height": 720})
 
     # A normal user chats with one of the imported models, through the websocket.
     mini = ChatModel.objects.get(provider=provider, model_id="gpt-4o-mini")
@@ -161,3 +160,87 @@ def test_a_user_brings_their_own_key_on_the_settings_page(browser_orm, byok_daph
     assert "sk-alice-browser-key-Ab12" not in page.content()
     shot(page, "settings-personal-key")
     assert PersonalKey.objects.get(user=alice).api_key == "sk-alice-browser-key-Ab12"
+
+
+# --- Change lists fit a laptop --------------------------------------------------------------------------------
+
+CHANGE_LISTS = [
+    "conversations/provider", "conversations/chatmodel", "conversations/personalkey", "auth/user",
+    "auth/group", "conversations/conversation", "conversations/message", "conversations/attachment",
+    "conversations/auditentry",
+]  # fmt: skip
+LONG = "an-unusually-long-name-that-an-admin-typed-without-spaces-0123456789"
+
+
+def seed_wide_rows(alice) -> None:
+    """Rows with long names and large numbers in every change list, the worst case for their widths."""
+    from django.contrib.auth.models import Group
+
+    from conversations.models import Attachment, AuditEntry
+    from conversations.services import audit
+
+    alice.username = f"alice-{LONG}"[:150]
+    alice.email = f"{LONG}@a-very-long-domain-name.example.com"
+    alice.save()
+    provider = Provider(
+        name=f"Provider {LONG}"[:100],
+        kind=Provider.Kind.OPENAI_COMPATIBLE,
+        base_url=f"https://{LONG}.gateway.example.com/api/v1/openai-compatible",
+        priority=12345,
+    )
+    provider.api_key = "sk-wide-rows-0000-Zz99"
+    provider.save()
+    group = Group.objects.create(name=f"Group {LONG}")
+    model = ChatModel.objects.create(
+        provider=provider, model_id=f"vendor/{LONG}", canonical_id=f"vendor/{LONG}", display_name=f"Model {LONG}",
+        context_window=2_000_000, input_price=Decimal("1234.5678"), output_price=Decimal("98765.4321"),
+    )  # fmt: skip
+    model.allowed_groups.add(group)
+    PersonalKey.objects.create(user=alice, provider=provider, api_key="sk-alice-wide-Ab12")
+    for _ in range(3):
+        message = answer(
+            alice, cost="12345.678901", prompt=987_654_321, completion=123_456_789, model=f"vendor/{LONG}",
+            provider=provider.name,
+        )  # fmt: skip
+    message.conversation.title = f"A conversation about {LONG} and more"
+    message.conversation.model = model
+    message.conversation.save()
+    Attachment.objects.create(
+        owner=alice, message=message, mime="image/webp", width=12_000, height=9_000, bytes=2_000_000_000,
+        sha256="f" * 64,
+    )  # fmt: skip
+    UserQuota.objects.create(user=alice, monthly_budget=Decimal("5000.00"), daily_tokens=200_000_000)
+    audit.record(alice, "provider.sync_failed", provider, f"Summary {LONG} " * 4)
+    assert AuditEntry.objects.exists()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_change_list_fits_a_laptop_without_scrolling_sideways(
+    browser_orm, page, live_server_daphne, admin_user, alice, scheme
+):
+    seed_wide_rows(alice)
+    page.emulate_media(color_scheme=scheme)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    admin_login(page, live_server_daphne.url)
+    too_wide = []
+    for width in (1280, 1024):
+        page.set_viewport_size({"width": width, "height": 800})
+        for change_list in CHANGE_LISTS:
+            page.goto(f"{live_server_daphne.url}/admin/{change_list}/")
+            table = page.get_by_role("table").filter(has=page.get_by_role("columnheader")).first
+            expect(table).to_be_visible()
+            assert page.locator("#result_list tbody tr").count() >= 1, change_list
+            name = change_list.replace("/", "-")
+            shot(page, f"admin-list-{name}-{width}-{scheme}")
+            sizes = page.evaluate(
+                """() => {
+                    const table = document.querySelector('#result_list');
+                    const box = table.closest('.results');
+                    return {page: document.scrollingElement.scrollWidth, window: window.innerWidth,
+                            table: table.getBoundingClientRect().width, box: box.clientWidth};
+                }"""
+            )
+            # At 1280 nothing scrolls sideways; at 1024 a wide table may scroll in its box, the page may not.
+            if sizes["page"] > sizes["window"] or (width == 1280 and sizes["table"] > sizes["box"]):
+                too_wide.append((change_list, width, sizes))
+    assert not too_wide, too_wide

@@ -13,6 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.http import HttpRequest
 
+from conversations.admin.display import clipped, when, with_note
 from conversations.models import AuditEntry
 from conversations.services import audit
 
@@ -85,7 +86,8 @@ class AuditedAdmin(admin.ModelAdmin):
 class AuditEntryAdmin(admin.ModelAdmin):
     """Read only: an audit log nobody can edit from the site."""
 
-    list_display = ["created_at", "actor_name", "action", "target_type", "target_repr", "summary"]
+    # The type and target in one column; long names and summaries are cut, whole in the cell's title.
+    list_display = ["at", "by", "action", "on", "summary_short"]
     list_filter = ["action", "target_type", "created_at"]
     search_fields = ["actor_name", "action", "target_repr", "target_id", "summary"]
     date_hierarchy = "created_at"
@@ -95,6 +97,24 @@ class AuditEntryAdmin(admin.ModelAdmin):
         "details",
     ]  # fmt: skip
     fields = readonly_fields
+
+    @admin.display(description="When", ordering="created_at")
+    def at(self, obj: AuditEntry) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="By", ordering="actor_name")
+    def by(self, obj: AuditEntry) -> str:
+        return clipped(obj.actor_name, 20)
+
+    @admin.display(description="Target", ordering="target_type")
+    def on(self, obj: AuditEntry) -> str:
+        if not obj.target_type:
+            return clipped(obj.target_repr, 32) or "—"
+        return with_note(clipped(obj.target_repr, 32), obj.target_type)
+
+    @admin.display(description="Summary")
+    def summary_short(self, obj: AuditEntry) -> str:
+        return clipped(obj.summary, 80)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -14,9 +14,11 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from conversations.admin.audit import AuditedAdmin
+from conversations.admin.display import clipped, when, with_note
 from conversations.llm import errors as llm_errors
 from conversations.models import ChatModel, PersonalKey, Provider
 from conversations.services import audit, providers
@@ -67,7 +69,8 @@ class ChatModelInline(admin.TabularInline):
 @admin.register(Provider)
 class ProviderAdmin(AuditedAdmin):
     form = ProviderForm
-    list_display = ["name", "kind", "base_url", "key", "model_count", "enabled", "priority", "updated_at"]
+    # Short columns, so the list fits a laptop: the full URL is in each cell's title, dates on the provider's page.
+    list_display = ["name", "kind_short", "endpoint", "key", "model_count", "enabled", "priority"]
     list_editable = ["enabled", "priority"]  # priority is the fallback order between copies of one model
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "base_url"]
@@ -85,6 +88,14 @@ class ProviderAdmin(AuditedAdmin):
     def get_changelist_form(self, request, **kwargs):
         # Only the editable columns: Django's default builds every field, base_url's deprecated URLField too.
         return super().get_changelist_form(request, **{"fields": self.list_editable, **kwargs})
+
+    @admin.display(description="Kind", ordering="kind")
+    def kind_short(self, obj: Provider) -> str:
+        return obj.get_kind_display().split(" (")[0]  # "OpenAI-compatible", without its list of servers
+
+    @admin.display(description="Base URL", ordering="base_url")
+    def endpoint(self, obj: Provider) -> str:
+        return clipped(obj.base_url, 40)
 
     @admin.display(description="Key")
     def key(self, obj: Provider) -> str:
@@ -166,11 +177,12 @@ class ProviderAdmin(AuditedAdmin):
 
 @admin.register(ChatModel)
 class ChatModelAdmin(AuditedAdmin):
+    # Under the model id: its provider (with the fallback order), "default", and the groups it is limited to; so the
+    # row fits a laptop.
     list_display = [
-        "model_id", "display_name", "served_by", "supports_images", "context_window", "input_price",
-        "output_price", "enabled", "is_default", "groups",
+        "model_key", "display_name", "supports_images", "context_window", "input_price", "output_price", "enabled"
     ]  # fmt: skip
-    list_display_links = ["model_id"]
+    list_display_links = ["model_key"]
     # The everyday edits in one go; cached prices, output limits and retirement dates are on each model's page.
     list_editable = [
         "display_name",
@@ -195,9 +207,14 @@ class ChatModelAdmin(AuditedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatModel]:
         return super().get_queryset(request).annotate(group_total=Count("allowed_groups"))
 
-    @admin.display(description="Provider (order)", ordering="provider__priority")
-    def served_by(self, obj: ChatModel) -> str:
-        return f"{obj.provider.name} ({obj.provider.priority})"
+    @admin.display(description="Model id / provider (order)", ordering="model_id")
+    def model_key(self, obj: ChatModel) -> str:  # not "model": that is ModelAdmin's model class
+        note = format_html("{} ({})", clipped(obj.provider.name, 24), obj.provider.priority)
+        if obj.is_default:
+            note = format_html("{} · default", note)
+        if getattr(obj, "group_total", 0):
+            note = format_html("{} · {}", note, self.groups(obj))
+        return with_note(clipped(obj.model_id, 32), note)
 
     @admin.display(description="Groups")
     def groups(self, obj: ChatModel) -> str:
@@ -235,16 +252,28 @@ class ChatModelAdmin(AuditedAdmin):
 class PersonalKeyAdmin(admin.ModelAdmin):
     """Which users brought their own key, and for which provider: the hint only. Admins may revoke a key."""
 
-    list_display = ["user", "provider", "key", "updated_at"]
+    list_display = ["owner", "provider_name", "key", "updated"]
     list_filter = ["provider"]
     search_fields = ["user__username"]
     list_select_related = ["user", "provider"]
     fields = ["user", "provider", "key", "created_at", "updated_at"]
     readonly_fields = fields
 
+    @admin.display(description="User", ordering="user__username")
+    def owner(self, obj: PersonalKey) -> str:
+        return clipped(obj.user.username, 32)
+
+    @admin.display(description="Provider", ordering="provider__name")
+    def provider_name(self, obj: PersonalKey) -> str:
+        return clipped(obj.provider.name, 32)
+
     @admin.display(description="Key")
     def key(self, obj: PersonalKey) -> str:
         return obj.api_key_hint
+
+    @admin.display(description="Updated", ordering="updated_at")
+    def updated(self, obj: PersonalKey) -> str:
+        return when(obj.updated_at)
 
     def has_add_permission(self, request) -> bool:
         return False

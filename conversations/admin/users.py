@@ -20,6 +20,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from conversations.admin.audit import AuditedAdmin, changed_fields
+from conversations.admin.display import clipped, compact_count, when, with_note
 from conversations.models import UserQuota
 from conversations.services import audit, quotas, usage
 
@@ -83,7 +84,9 @@ admin.site.unregister(User)
 @admin.register(User)
 class UserAdmin(AuditedAdmin, DjangoUserAdmin):
     inlines = [UserQuotaInline]
-    list_display = ["username", "email", "status", "is_staff", "month_cost", "month_tokens", "last_login"]
+    # The email under the user name; tokens compact (exact in the title and on the user's page).
+    list_display = ["user", "status", "is_staff", "month_cost", "month_tokens_short", "last_seen"]
+    list_display_links = ["user"]
     list_filter = [StatusFilter, "is_staff", "is_superuser", "groups"]
     fieldsets = [*DjangoUserAdmin.fieldsets, ("Usage this month", {"fields": ["month_cost", "month_tokens"]})]
     readonly_fields = ["month_cost", "month_tokens"]
@@ -95,6 +98,18 @@ class UserAdmin(AuditedAdmin, DjangoUserAdmin):
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # the add form is Django's two-step one
+
+    @admin.display(description="Username / email", ordering="username")
+    def user(self, obj) -> str:
+        return (
+            with_note(clipped(obj.username, 32), clipped(obj.email, 40))
+            if obj.email
+            else clipped(obj.username, 32)
+        )
+
+    @admin.display(description="Last login", ordering="last_login")
+    def last_seen(self, obj) -> str:
+        return when(obj.last_login)
 
     @admin.display(description="Status", ordering="is_active")
     def status(self, obj) -> str:
@@ -109,6 +124,10 @@ class UserAdmin(AuditedAdmin, DjangoUserAdmin):
     @admin.display(description="Tokens this month", ordering="month_tokens")
     def month_tokens(self, obj) -> str:
         return f"{getattr(obj, 'month_tokens', 0) or 0:,}"
+
+    @admin.display(description="Tokens this month", ordering="month_tokens")
+    def month_tokens_short(self, obj) -> str:
+        return compact_count(getattr(obj, "month_tokens", 0))  # exact in the cell's title; on the user's page
 
     # --- Actions ------------------------------------------------------------------------------------------
 
