@@ -225,6 +225,8 @@ class Message(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     provider_name = models.CharField(max_length=100, blank=True)
+    # Served through the user's own provider key: the cost is theirs, outside the site's quotas and spend.
+    own_key = models.BooleanField(default=False)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     cached_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -416,6 +418,9 @@ class DeletedUsage(models.Model):
     day = models.DateField()
     model_name = models.CharField(max_length=200, blank=True)
     provider_name = models.CharField(max_length=100, blank=True)
+    own_key = models.BooleanField(
+        default=False
+    )  # answers served through the user's own key (Message.own_key)
     turns = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)

@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations.services import usage
+from conversations.services import quotas, usage
 from tests.usage_seed import answer
 
 pytestmark = pytest.mark.django_db
@@ -134,6 +134,34 @@ def test_the_csv_has_the_same_figures_at_the_finest_grain(admin_client, seeded):
     assert sum(int(r["answers"]) for r in rows) == 5
     assert sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows) == 5450
     assert {(r["user"], r["provider"]) for r in rows if r["errors"] == "1"} == {("charlie", "Backup")}
+
+
+def test_spend_on_users_own_keys_is_shown_apart_from_the_sites(admin_client, alice, seeded):
+    answer(alice, cost="4.00", prompt=400, completion=100, own_key=True)
+    gone = answer(alice, cost="0.30", prompt=10, completion=10, own_key=True, at=days_ago(1))
+    gone.conversation.delete()
+    response = admin_client.get(URL)
+    board = response.context["board"]
+    t = board.totals
+    assert (t.turns, t.tokens) == (7, 5450 + 520)  # they are answers all the same
+    assert (t.cost, t.own_key_cost) == (Decimal("1.87"), Decimal("4.30"))  # but not the site's spend
+    by_user = dict(board.by_user)
+    assert (by_user["alice"].cost, by_user["alice"].own_key_cost) == (Decimal("0.62"), Decimal("4.30"))
+    assert sum(f.cost for f in board.by_day.values()) == t.cost
+    html = response.content.decode()
+    assert '<span class="usage-stat-value" id="total-cost">$1.87</span>' in html
+    assert '<span class="usage-stat-value" id="total-own-key-cost">$4.30</span>' in html
+
+    rows = list(csv.DictReader(io.StringIO(admin_client.get("/admin/usage.csv").content.decode())))
+    assert sum(Decimal(r["cost_usd"]) for r in rows) == Decimal("1.87")
+    assert sum(Decimal(r["own_key_cost_usd"]) for r in rows) == Decimal("4.30")
+
+    month = usage.with_month_usage(type(alice).objects.filter(pk=alice.pk)).get()
+    assert month.month_cost == quotas.usage_for(alice).month_cost < Decimal("4.00")  # the user list's column
+
+
+def test_the_dashboard_has_no_own_key_line_when_nobody_used_one(admin_client, seeded):
+    assert 'id="total-own-key-cost"' not in admin_client.get(URL).content.decode()
 
 
 def test_the_csv_defuses_spreadsheet_formulas_in_usernames(admin_client, django_user_model):

@@ -3,16 +3,29 @@ never shown back (only its last four characters), and used for that user's turns
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from conversations import crypto
-from conversations.models import AuditEntry, ChatModel, PersonalKey, Provider
-from conversations.services import personal_keys
+from conversations.models import (
+    AuditEntry,
+    ChatModel,
+    DeletedUsage,
+    Message,
+    PersonalKey,
+    Provider,
+    UserQuota,
+)
+from conversations.services import errors, personal_keys, quotas, turns
+from conversations.services.titles import TITLE_PROMPT
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
 from tests.live import DaphneServer
+from tests.usage_seed import answer
 from tests.wsclient import ChatSocket
 
 MINE = "sk-alice-own-key-0000-Wq42"
@@ -188,3 +201,99 @@ def test_the_engine_uses_the_personal_key_for_its_owners_turns_only(
         upstream.reset()
         upstream.default = Reply(text="Hello from the simulator.")
     assert MINE not in byok_server.log()
+
+
+# --- Whose spend: answers on a user's own key are theirs, not the site's ------------------------------------------------
+
+
+def over_budget(user) -> None:
+    """A spent monthly budget: $0.20 of $0.20."""
+    UserQuota.objects.update_or_create(user=user, defaults={"monthly_budget": Decimal("0.20")})
+    answer(user, cost="0.20")
+
+
+def fresh(user):
+    return type(user).objects.get(pk=user.pk)  # as each websocket command loads them
+
+
+@pytest.mark.django_db
+def test_a_turn_on_the_users_own_key_reserves_no_site_budget(alice, sim_model, keys_on):
+    over_budget(alice)
+    personal_keys.set_key(alice, sim_model.provider_id, MINE)
+    turn = turns.do_send_turn(fresh(alice), conversation_id=None, text="Hi")
+    placeholder = turn.assistant
+    assert (placeholder.own_key, placeholder.reserved_cost, placeholder.reserved_tokens) == (True, None, None)
+
+
+@pytest.mark.django_db
+def test_a_turn_that_could_fall_back_to_the_sites_key_still_reserves(alice, sim_model, upstream, keys_on):
+    backup = Provider.objects.create(name="Backup", base_url=upstream.base_url, priority=500, api_key="sk-b")
+    ChatModel.objects.create(provider=backup, model_id="gpt-4o", canonical_id="gpt-4o", display_name="GPT-4o")
+    personal_keys.set_key(alice, sim_model.provider_id, MINE)
+    turn = turns.do_send_turn(fresh(alice), conversation_id=None, text="Hi")
+    assert not turn.assistant.own_key and turn.assistant.reserved_cost is not None
+    over_budget(alice)
+    with pytest.raises(errors.BudgetExceeded):
+        turns.do_send_turn(fresh(alice), conversation_id=None, text="Again")
+
+
+@pytest.mark.django_db
+def test_with_personal_keys_off_a_stored_key_changes_nothing_about_budgets(alice, sim_model, settings):
+    settings.CHAT_ALLOW_PERSONAL_KEYS = True
+    personal_keys.set_key(alice, sim_model.provider_id, MINE)
+    settings.CHAT_ALLOW_PERSONAL_KEYS = False
+    turn = turns.do_send_turn(fresh(alice), conversation_id=None, text="Hi")
+    assert not turn.assistant.own_key and turn.assistant.reserved_cost is not None
+    over_budget(alice)
+    with pytest.raises(errors.BudgetExceeded):
+        turns.do_send_turn(fresh(alice), conversation_id=None, text="Again")
+
+
+@pytest.mark.django_db
+def test_checking_for_own_keys_costs_one_query_and_none_when_off(alice, sim_model, settings):
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            turns.do_send_turn(fresh(alice), conversation_id=None, text="Hi")
+        return len(queries)
+
+    off = count()
+    settings.CHAT_ALLOW_PERSONAL_KEYS = True
+    assert count() == off + 1
+
+
+@pytest.mark.django_db
+def test_own_key_answers_count_toward_no_quota_even_once_deleted(alice, settings):
+    settings.CHAT_USER_MONTHLY_TOKENS = 1_000_000
+    mine = answer(alice, cost="3.00", prompt=1000, completion=500, own_key=True)
+    answer(alice, cost="0.05", prompt=100, completion=50)
+    assert (quotas.usage_for(alice).month_cost, quotas.usage_for(alice).month_tokens) == (
+        Decimal("0.05"),
+        150,
+    )
+    mine.conversation.delete()
+    assert DeletedUsage.objects.get().own_key
+    assert (quotas.usage_for(alice).month_cost, quotas.usage_for(alice).month_tokens) == (
+        Decimal("0.05"),
+        150,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_over_the_site_budget_is_answered_on_their_own_key_and_titled_with_it(
+    byok_server, client, alice, sim_model, upstream, keys_on
+):
+    over_budget(alice)
+    personal_keys.set_key(alice, sim_model.provider_id, MINE)
+    before = quotas.usage_for(alice)
+    upstream.enqueue(Reply(text="Hello from the simulator."), Reply(text="A greeting"))
+    with ChatSocket(byok_server, session_cookie_for(client, alice)) as sock:
+        sock.send(type="send", text="Hi", ref="t")
+        ack = sock.wait_type("ack")
+        assert sock.wait_end(ack["assistant_message"]["id"])["status"] == "complete"
+        assert sock.wait_type("title")["title"] == "A greeting"
+    saved = Message.objects.get(public_id=ack["assistant_message"]["id"])
+    assert saved.own_key and saved.cost > 0 and saved.prompt_tokens  # recorded, at the model's prices
+    assert quotas.usage_for(alice) == before  # but not the site's spend
+    titles = [r for r in upstream.requests if r.json and r.json["messages"][0]["content"] == TITLE_PROMPT]
+    assert [r.headers["authorization"] for r in titles] == [f"Bearer {MINE}"]
+    assert {r.headers["authorization"] for r in upstream.requests} == {f"Bearer {MINE}"}

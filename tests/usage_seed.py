@@ -22,6 +22,7 @@ def answer(
     duration_ms: int | None = None,
     at: dt.datetime | None = None,
     conversation: Conversation | None = None,
+    own_key: bool = False,
 ) -> Message:
     """One finished answer (with its question) in a conversation of `user`, optionally back-dated to `at`."""
     conversation = conversation or Conversation.objects.create(owner=user, title="seeded")
@@ -40,6 +41,7 @@ def answer(
         cost=Decimal(cost) if cost is not None else None,
         ttft_ms=ttft_ms,
         duration_ms=duration_ms,
+        own_key=own_key,
     )
     if at is not None:  # created_at is auto_now_add: back-date with an update
         Message.objects.filter(pk__in=[question.pk, message.pk]).update(created_at=at)

@@ -36,6 +36,8 @@ class Route:
     retired_on: dt.date | None = None
     # The stored key could not be decrypted; the client reports ProviderMisconfigured and moves on.
     key_unreadable: bool = False
+    # The key is the user's own (personal_keys.routes_for_user): what it serves is not the site's spend.
+    personal_key: bool = False
 
     @property
     def chat_url(self) -> str:

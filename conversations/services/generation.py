@@ -304,7 +304,13 @@ class Generation:
         )
         await self._broadcast({"type": "end", "conversation": self.conversation_id, "message": final})
         if prepared.needs_title and outcome.status == Message.Status.COMPLETE:
-            await titles.write_title(prepared.conversation_pk, prepared.owner_id, self.conversation_id)
+            route = getattr(result_holder.get("result"), "route", None)
+            await titles.write_title(
+                prepared.conversation_pk,
+                prepared.owner_id,
+                self.conversation_id,
+                own_key_routes=prepared.routes if route is not None and route.personal_key else None,
+            )
 
     async def _read(self, prepared: Prepared, result_holder: dict) -> Outcome:
         config = ClientConfig.from_settings()
@@ -428,6 +434,7 @@ def _finish(
     if route is not None:
         message.provider_id = route.provider_id
         message.provider_name = route.provider_name
+        message.own_key = route.personal_key  # else as the turn saw it: own key when every route had it
         served_by = route.chat_model_id or served_by
     if result is not None and result.ttft is not None:
         message.ttft_ms = round(result.ttft * 1000)

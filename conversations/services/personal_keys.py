@@ -1,8 +1,10 @@
 """Bring your own key: a user's personal API key for a provider, used for that user's turns only.
 
 Off unless CHAT_ALLOW_PERSONAL_KEYS. Keys are encrypted like provider keys and never shown back beyond their
-last four characters. Answers through a personal key still count toward the user's quotas: the cost is
-computed from the model's prices whoever pays, and the quota check happens before the route is known.
+last four characters. An answer served through a personal key is the user's spend: it is recorded (tokens, and
+its cost at the model's prices) with `Message.own_key` set, and counts toward neither the site's money and
+token quotas nor the site's spend on the usage dashboard. When every route a turn may take carries the user's
+key (`covers_every_route`), the turn reserves no site budget either; turns per minute still apply.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, replace
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Count, Q
 from django.views.decorators.debug import sensitive_variables
 
 from conversations import crypto
@@ -133,7 +136,31 @@ def routes_for_user(chat_model: ChatModel, user, checked_model_pk: int | None = 
             out.append(route)
             continue
         try:
-            out.append(replace(route, api_key=key.api_key, key_unreadable=False))
+            out.append(replace(route, api_key=key.api_key, key_unreadable=False, personal_key=True))
         except crypto.DecryptionError:
-            out.append(replace(route, api_key="", key_unreadable=True))
+            out.append(replace(route, api_key="", key_unreadable=True, personal_key=True))
     return out
+
+
+def covers_every_route(user, chat_model: ChatModel) -> bool:
+    """Whether the user has their own key for every provider that could serve `chat_model` (itself and its
+    enabled twins, as candidates_for finds them), so an answer can never fall back to the site's key. False
+    when personal keys are off (no query) or nothing could serve it; else one query. Twins the user's groups
+    exclude are counted too: that can only make it answer False, and reserve as usual."""
+    if not enabled():
+        return False
+    same = Q(pk=chat_model.pk)
+    if chat_model.canonical_id:
+        same |= Q(canonical_id=chat_model.canonical_id)
+    counts = (
+        ChatModel.objects.available()
+        .filter(same)
+        .aggregate(
+            routes=Count("pk"),
+            site=Count(
+                "pk",
+                filter=~Q(provider_id__in=PersonalKey.objects.filter(user_id=user.pk).values("provider_id")),
+            ),
+        )
+    )
+    return counts["routes"] > 0 and counts["site"] == 0

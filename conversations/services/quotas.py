@@ -5,7 +5,8 @@ A limit comes from the user's `UserQuota` row when that field is filled in, else
 (CHAT_USER_DAILY_BUDGET, CHAT_USER_MONTHLY_BUDGET, CHAT_USER_DAILY_TOKENS, CHAT_USER_MONTHLY_TOKENS,
 CHAT_TURNS_PER_MINUTE); 0 means no limit either way. Days and months are calendar periods in TIME_ZONE.
 Usage is settled cost and tokens of answers, plus what running answers have reserved, plus the usage of
-conversations the user deleted (DeletedUsage), so deleting chats never refills a quota.
+conversations the user deleted (DeletedUsage), so deleting chats never refills a quota. Answers served through
+the user's own key (`own_key`, see personal_keys.py) are their spend, not the site's: they are left out.
 """
 
 from __future__ import annotations
@@ -131,7 +132,10 @@ def usage_for(user, when: Periods | None = None) -> Usage:
     today = Q(created_at__gte=when.day_start)
     reserved = Q(reserved_cost__isnull=False)  # a reservation lives exactly as long as reserved_cost is set
     answers = Message.objects.filter(
-        conversation__owner_id=user.pk, role=Message.Role.ASSISTANT, created_at__gte=when.month_start
+        conversation__owner_id=user.pk,
+        role=Message.Role.ASSISTANT,
+        own_key=False,
+        created_at__gte=when.month_start,
     ).aggregate(
         month_cost=Sum("cost"),
         day_cost=Sum("cost", filter=today),
@@ -143,7 +147,9 @@ def usage_for(user, when: Periods | None = None) -> Usage:
         day_reserved_tokens=Sum("reserved_tokens", filter=reserved & today),
     )
     on_today = Q(day=when.day_start.date())
-    deleted = DeletedUsage.objects.filter(user_id=user.pk, day__gte=when.month_start.date()).aggregate(
+    deleted = DeletedUsage.objects.filter(
+        user_id=user.pk, own_key=False, day__gte=when.month_start.date()
+    ).aggregate(
         month_cost=Sum("cost"),
         day_cost=Sum("cost", filter=on_today),
         month_tokens=Sum(F("prompt_tokens") + F("completion_tokens")),

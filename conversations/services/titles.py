@@ -2,7 +2,9 @@
 
 A short call to CHAT_TITLE_MODEL (or the conversation's own model) names the chat; if that fails for any
 reason the first words of the prompt do ("Image" for a chat that starts with images alone). A title never
-blocks or breaks the answer itself.
+blocks or breaks the answer itself. It goes through the user's own key whenever they have one for the title
+model's provider; when the answer itself was served through their own key, the title uses that answer's
+own-key routes and never the site's key.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from django.conf import settings
 from conversations.llm import errors as llm_errors
 from conversations.llm.client import complete
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
-from conversations.llm.routes import candidates_for
+from conversations.llm.routes import Route
 from conversations.models import ChatModel, Conversation, Message
 from conversations.services import groups
+from conversations.services.personal_keys import routes_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ def clean_title(raw: str) -> str:
     return title.strip(" \"'\u201c\u201d\u2018\u2019.*#")[:TITLE_MAX_CHARS]  # quotes, curly quotes
 
 
-def _title_inputs(conversation_pk: int):
+def _title_inputs(conversation_pk: int, owner_id: int, own_key_routes: list[Route] | None = None):
     conversation = Conversation.objects.select_related("model").get(pk=conversation_pk)
     if conversation.title:
         return None
@@ -65,6 +68,8 @@ def _title_inputs(conversation_pk: int):
     answer = next((m.content for m in first if m.role == Message.Role.ASSISTANT), "")
     # Only an image-only first message costs the query: its images are what the chat is about.
     images = question.attachments.count() if question is not None and not prompt.strip() else 0
+    if own_key_routes:  # the answer was the user's spend: so is its title
+        return prompt, images, answer, [r for r in own_key_routes if r.personal_key]
     model = None
     if settings.CHAT_TITLE_MODEL:
         model = (
@@ -74,7 +79,7 @@ def _title_inputs(conversation_pk: int):
             .first()
         )
     model = model or conversation.model
-    routes = candidates_for(model) if model is not None else []
+    routes = routes_for_user(model, owner_id) if model is not None else []
     return prompt, images, answer, routes
 
 
@@ -83,8 +88,11 @@ def _save_title(conversation_pk: int, title: str) -> bool:
     return bool(Conversation.objects.filter(pk=conversation_pk, title="").update(title=title))
 
 
-async def write_title(conversation_pk: int, owner_id: int, conversation_id: str) -> None:
-    inputs = await database_sync_to_async(_title_inputs)(conversation_pk)
+async def write_title(
+    conversation_pk: int, owner_id: int, conversation_id: str, own_key_routes: list[Route] | None = None
+) -> None:
+    """`own_key_routes`: the answer's routes, when the route that served it carried the user's own key."""
+    inputs = await database_sync_to_async(_title_inputs)(conversation_pk, owner_id, own_key_routes)
     if inputs is None:
         return
     prompt, images, answer, routes = inputs

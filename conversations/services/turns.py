@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conversations.llm.tokens import image_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message, UserQuota
-from conversations.services import limits, quotas
+from conversations.services import limits, personal_keys, quotas
 from conversations.services.access import get_conversation_for_turn, get_message_for_user
 from conversations.services.errors import EMPTY_MESSAGE, Busy, InvalidInput, NotFound
 
@@ -145,12 +145,19 @@ def _placeholder(
     """The answer-to-be, holding its budget reservation (images included). The caller holds lock_user;
     `user` is the conversation's owner (passed in: reading it again would cost a query per turn)."""
     max_output = conversation.params.get("max_tokens") if isinstance(conversation.params, dict) else None
-    reserved = limits.reserve(
-        user,
-        chat_model,
-        max_output if isinstance(max_output, int) else None,
-        limits=user_limits,
-        image_tokens=_image_tokens(conversation, chat_model, images or []),
+    # When every route carries the user's own key, the answer can't spend the site's budget: hold none.
+    # No query when personal keys are off (the default), one when on.
+    own_key = personal_keys.covers_every_route(user, chat_model)
+    reserved = (
+        None
+        if own_key
+        else limits.reserve(
+            user,
+            chat_model,
+            max_output if isinstance(max_output, int) else None,
+            limits=user_limits,
+            image_tokens=_image_tokens(conversation, chat_model, images or []),
+        )
     )
     return Message.objects.create(
         conversation=conversation,
@@ -160,8 +167,9 @@ def _placeholder(
         model=chat_model,
         model_name=chat_model.canonical_id or chat_model.model_id,
         heartbeat_at=timezone.now(),
-        reserved_cost=reserved.cost,
-        reserved_tokens=reserved.tokens,
+        own_key=own_key,
+        reserved_cost=None if reserved is None else reserved.cost,
+        reserved_tokens=None if reserved is None else reserved.tokens,
     )
 
 

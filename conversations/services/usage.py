@@ -4,6 +4,8 @@ The source is the answers themselves (assistant `Message` rows: model_name, prov
 ttft_ms, duration_ms, status, created_at), plus `DeletedUsage`, into which a conversation's usage is folded
 when it is deleted, so totals (and quotas) survive deleted chats. Sums and counts are computed by the database,
 grouped by day in TIME_ZONE; only time-to-first-token percentiles are computed here, over one sorted column.
+`cost` is the site's spend; answers served through users' own keys (`own_key`) count as answers and tokens
+but their cost is kept apart, in `own_key_cost`.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class Figures:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    cost: Decimal = ZERO
+    cost: Decimal = ZERO  # the site's spend
+    own_key_cost: Decimal = ZERO  # spent through users' own keys: theirs, not the site's
 
     @property
     def tokens(self) -> int:
@@ -69,6 +72,7 @@ class Figures:
         self.completion_tokens += row.get("completion_tokens") or 0
         self.cached_tokens += row.get("cached_tokens") or 0
         self.cost += row.get("cost") or ZERO
+        self.own_key_cost += row.get("own_key_cost") or ZERO
 
 
 @dataclass
@@ -144,7 +148,9 @@ def _figures() -> dict:
         "prompt_tokens": Sum("prompt_tokens"),
         "completion_tokens": Sum("completion_tokens"),
         "cached_tokens": Sum("cached_tokens"),
-        "cost": Sum("cost"),
+        # own_key_cost first: once "cost" names an aggregate, a later Sum("cost") would refer to it.
+        "own_key_cost": Sum("cost", filter=Q(own_key=True)),
+        "cost": Sum("cost", filter=Q(own_key=False)),
     }
 
 
@@ -155,7 +161,9 @@ def _deleted_figures() -> dict:
         "prompt_tokens": Sum("prompt_tokens"),
         "completion_tokens": Sum("completion_tokens"),
         "cached_tokens": Sum("cached_tokens"),
-        "cost": Sum("cost"),
+        # own_key_cost first: once "cost" names an aggregate, a later Sum("cost") would refer to it.
+        "own_key_cost": Sum("cost", filter=Q(own_key=True)),
+        "cost": Sum("cost", filter=Q(own_key=False)),
     }
 
 
@@ -306,7 +314,7 @@ def dashboard(start: dt.date, end: dt.date) -> Dashboard:
 
 CSV_HEADER = [
     "day", "user", "model", "provider", "answers", "errors", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "cost_usd",
+    "cached_tokens", "cost_usd", "own_key_cost_usd",
 ]  # fmt: skip
 
 
@@ -330,7 +338,7 @@ def csv_rows(start: dt.date, end: dt.date) -> Iterable[list]:
     for (day, user, model, provider), f in sorted(merged.items()):
         yield [
             day.isoformat(), user, model, provider, f.turns, f.errors, f.prompt_tokens,
-            f.completion_tokens, f.cached_tokens, f"{f.cost:.6f}",
+            f.completion_tokens, f.cached_tokens, f"{f.cost:.6f}", f"{f.own_key_cost:.6f}",
         ]  # fmt: skip
 
 
@@ -338,18 +346,22 @@ def csv_rows(start: dt.date, end: dt.date) -> Iterable[list]:
 
 
 def with_month_usage(users: QuerySet) -> QuerySet:
-    """Annotate users with `month_cost` and `month_tokens` (settled, deleted chats included) by subqueries:
-    the list page costs the same number of queries for 10 users as for 1,000."""
+    """Annotate users with `month_cost` and `month_tokens` (settled, deleted chats included, own-key answers
+    left out: what counts toward their quotas) by subqueries: the list page costs the same number of queries
+    for 10 users as for 1,000."""
     start = quotas.periods().month_start
     mine = (
         Message.objects.filter(
-            conversation__owner=OuterRef("pk"), role=Message.Role.ASSISTANT, created_at__gte=start
+            conversation__owner=OuterRef("pk"),
+            role=Message.Role.ASSISTANT,
+            own_key=False,
+            created_at__gte=start,
         )
         .order_by()
         .values("conversation__owner")
     )
     gone = (
-        DeletedUsage.objects.filter(user_id=OuterRef("pk"), day__gte=start.date())
+        DeletedUsage.objects.filter(user_id=OuterRef("pk"), own_key=False, day__gte=start.date())
         .order_by()
         .values("user_id")
     )
@@ -380,7 +392,7 @@ def fold_deleted_conversation(sender, instance: Conversation, **kwargs) -> None:
     rows = list(
         Message.objects.filter(conversation_id=instance.pk, role=Message.Role.ASSISTANT)
         .annotate(day=TruncDate("created_at"))
-        .values("day", "model_name", "provider_name")
+        .values("day", "model_name", "provider_name", "own_key")
         .annotate(**_figures())
         .order_by()
     )
@@ -399,12 +411,13 @@ def fold_deleted_conversation(sender, instance: Conversation, **kwargs) -> None:
             day=row["day"],
             model_name=row["model_name"],
             provider_name=row["provider_name"],
+            own_key=row["own_key"],
             turns=row["turns"],
             errors=row["errors"],
             prompt_tokens=row["prompt_tokens"] or 0,
             completion_tokens=row["completion_tokens"] or 0,
             cached_tokens=row["cached_tokens"] or 0,
-            cost=row["cost"] or ZERO,
+            cost=(row["cost"] or ZERO) + (row["own_key_cost"] or ZERO),  # one of the two: grouped by own_key
         )
         for row in rows
     )
