@@ -82,6 +82,36 @@ def test_opening_a_conversation_marks_a_dead_answer_interrupted(live_server_daph
     assert snapshot["messages"][1]["content"] == "Half an ans"
 
 
+async def test_a_live_answer_with_a_late_heartbeat_is_not_swept_by_its_own_process(upstream, alice, sim_model):
+    """Overload can delay an answer's checkpoints past CHAT_STALE_AFTER (bench/load.py at N = 500 did): the
+    process running it knows it is alive, and must not send its tabs an early `end` as `interrupted`."""
+    import asyncio
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.services.generation import RUNNING
+    from conversations.services.sweep import sweep_and_notify
+
+    answer = " ".join(f"t{i}" for i in range(20))
+    upstream.enqueue(Reply(text=answer, ttft=0.5), Reply(text="A title"))
+    turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Slow, please")
+    task = start_generation(turn.assistant)
+    await asyncio.sleep(0.1)
+    assert turn.assistant.pk in RUNNING
+    long_ago = timezone.now() - timedelta(hours=1)
+    await Message.objects.filter(pk=turn.assistant.pk).aupdate(heartbeat_at=long_ago)
+    assert await sweep_and_notify() == 0
+    await task
+    message = await Message.objects.aget(pk=turn.assistant.pk)
+    assert message.status == "complete" and message.content == answer
+
+    # The same stale row with no generation behind it (its process died) is swept.
+    await Message.objects.filter(pk=turn.assistant.pk).aupdate(status="streaming", heartbeat_at=long_ago)
+    assert await sweep_and_notify() == 1
+    assert (await Message.objects.aget(pk=turn.assistant.pk)).status == "interrupted"
+
+
 async def test_a_500_token_answer_costs_a_handful_of_database_writes(upstream, alice, sim_model):
     writes: list[str] = []
 

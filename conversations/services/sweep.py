@@ -3,6 +3,10 @@
 A running generation refreshes `heartbeat_at` every checkpoint (about once a second). One whose heartbeat is
 older than CHAT_STALE_AFTER belongs to a process that was killed or lost; each process sweeps for those when
 its first socket connects, every CHAT_SWEEP_INTERVAL after that, and when a conversation is opened.
+
+A process never sweeps the answers it is running itself: under overload (a burst of turns queued on the
+database thread, answers waiting for a provider connection) a live answer's heartbeat can fall behind, and
+marking it interrupted would send its tabs an early `end` with the last checkpoint's text.
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ INTERRUPTED_ERROR = (
 _sweepers: dict[int, asyncio.Task] = {}  # one per event loop
 
 
-def sweep_stale(conversation_pk: int | None = None) -> list[tuple[str, dict]]:
-    """Mark dead generations interrupted. Returns (conversation id, message frame) for each, to broadcast."""
+def sweep_stale(
+    conversation_pk: int | None = None, alive: frozenset[int] = frozenset()
+) -> list[tuple[str, dict]]:
+    """Mark dead generations interrupted, except those in `alive` (the message pks this process is answering).
+    Returns (conversation id, message frame) for each, to broadcast."""
     cutoff = timezone.now() - dt.timedelta(seconds=settings.CHAT_STALE_AFTER)
     stale = Message.objects.filter(status__in=Message.ACTIVE_STATUSES, heartbeat_at__lt=cutoff)
+    if alive:
+        stale = stale.exclude(pk__in=alive)
     if conversation_pk is not None:
         stale = stale.filter(conversation_id=conversation_pk)
     swept = []
@@ -62,7 +71,9 @@ def sweep_stale(conversation_pk: int | None = None) -> list[tuple[str, dict]]:
 
 
 async def sweep_and_notify(conversation_pk: int | None = None) -> int:
-    swept = await database_sync_to_async(sweep_stale)(conversation_pk)
+    from conversations.services.generation import RUNNING  # generation imports this module
+
+    swept = await database_sync_to_async(sweep_stale)(conversation_pk, frozenset(RUNNING))
     layer = get_channel_layer()
     for conversation_id, frame in swept:
         await layer.group_send(
