@@ -82,7 +82,9 @@ def test_opening_a_conversation_marks_a_dead_answer_interrupted(live_server_daph
     assert snapshot["messages"][1]["content"] == "Half an ans"
 
 
-async def test_a_live_answer_with_a_late_heartbeat_is_not_swept_by_its_own_process(upstream, alice, sim_model):
+async def test_a_live_answer_with_a_late_heartbeat_is_not_swept_by_its_own_process(
+    upstream, alice, sim_model
+):
     """Overload can delay an answer's checkpoints past CHAT_STALE_AFTER (bench/load.py at N = 500 did): the
     process running it knows it is alive, and must not send its tabs an early `end` as `interrupted`."""
     import asyncio
