@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
-import json
+import os
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,39 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from load import TOKENS, Upstream  # noqa: E402  (the load bench's simulator: same answers)
 from load_upstream import bench_text  # noqa: E402
 
 from conversations.llm import ChatMessage, ChatRequest, ClientConfig, TextDelta, open_stream  # noqa: E402
 from conversations.llm.client import aclose_shared_client  # noqa: E402
 from conversations.llm.routes import Route  # noqa: E402
 
-TOKENS, TTFT, TOKEN_DELAY = 200, 0.2, 0.01
 SEQUENTIAL = 10  # answers one after another for N = 1
 CONFIG = ClientConfig(max_retries=0, user_secret="bench")  # noqa: S106 - hashes the user id only
-
-
-class Upstream:
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own script, fixed arguments
-            [sys.executable, str(ROOT / "bench" / "load_upstream.py"), "--tokens", str(TOKENS),
-             "--ttft", str(TTFT), "--token-delay", str(TOKEN_DELAY)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-        )  # fmt: skip
-        self.base_url = json.loads(self.process.stdout.readline())["base_url"]
-
-    def forget(self) -> None:
-        """The simulator records every request; asking for the timings clears them."""
-        self.process.stdin.write("timings\n")
-        self.process.stdin.flush()
-        self.process.stdout.readline()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.process.stdin.write("quit\n")
-            self.process.stdin.flush()
-            self.process.wait(timeout=5)
-        if self.process.poll() is None:
-            self.process.kill()
 
 
 async def one_answer(route: Route, n: int, expected: str) -> None:
@@ -107,7 +81,7 @@ async def main_async(args: argparse.Namespace, upstream: Upstream) -> None:
         results = []
         for _ in range(args.rounds):
             results.append(await round_of(route, n, expected) * 1000)
-            upstream.forget()
+            upstream.timings()  # the simulator records every request; asking clears them
             await aclose_shared_client()  # every round opens its connections again, like the first one
         rounds = " ".join(f"{r:.1f}" for r in results)
         print(f"{n:>5}  {statistics.median(results):>17.1f}  {rounds}", flush=True)
@@ -120,7 +94,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     args = parser.parse_args()
-    upstream = Upstream()
+    upstream = Upstream(Path(os.devnull))
     try:
         asyncio.run(main_async(args, upstream))
     finally:

@@ -225,16 +225,21 @@ def test_a_turn_on_the_users_own_key_reserves_no_site_budget(alice, sim_model, k
     assert (placeholder.own_key, placeholder.reserved_cost, placeholder.reserved_tokens) == (True, None, None)
 
 
+def assert_the_site_budget_applies(user) -> None:
+    """A turn reserves site budget as usual, and is refused once that budget is spent."""
+    turn = turns.do_send_turn(fresh(user), conversation_id=None, text="Hi")
+    assert not turn.assistant.own_key and turn.assistant.reserved_cost is not None
+    over_budget(user)
+    with pytest.raises(errors.BudgetExceeded):
+        turns.do_send_turn(fresh(user), conversation_id=None, text="Again")
+
+
 @pytest.mark.django_db
 def test_a_turn_that_could_fall_back_to_the_sites_key_still_reserves(alice, sim_model, upstream, keys_on):
     backup = Provider.objects.create(name="Backup", base_url=upstream.base_url, priority=500, api_key="sk-b")
     ChatModel.objects.create(provider=backup, model_id="gpt-4o", canonical_id="gpt-4o", display_name="GPT-4o")
     personal_keys.set_key(alice, sim_model.provider_id, MINE)
-    turn = turns.do_send_turn(fresh(alice), conversation_id=None, text="Hi")
-    assert not turn.assistant.own_key and turn.assistant.reserved_cost is not None
-    over_budget(alice)
-    with pytest.raises(errors.BudgetExceeded):
-        turns.do_send_turn(fresh(alice), conversation_id=None, text="Again")
+    assert_the_site_budget_applies(alice)
 
 
 @pytest.mark.django_db
@@ -242,11 +247,7 @@ def test_with_personal_keys_off_a_stored_key_changes_nothing_about_budgets(alice
     settings.CHAT_ALLOW_PERSONAL_KEYS = True
     personal_keys.set_key(alice, sim_model.provider_id, MINE)
     settings.CHAT_ALLOW_PERSONAL_KEYS = False
-    turn = turns.do_send_turn(fresh(alice), conversation_id=None, text="Hi")
-    assert not turn.assistant.own_key and turn.assistant.reserved_cost is not None
-    over_budget(alice)
-    with pytest.raises(errors.BudgetExceeded):
-        turns.do_send_turn(fresh(alice), conversation_id=None, text="Again")
+    assert_the_site_budget_applies(alice)
 
 
 @pytest.mark.django_db

@@ -99,9 +99,24 @@ class _Protocol(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
 
-def _time_out(waiter: asyncio.Future[None], error: Exception) -> None:
+def _time_out(waiter: asyncio.Future[None], error: type[Exception], message: str) -> None:
     if not waiter.done():
-        waiter.set_exception(error)
+        waiter.set_exception(error(message))
+
+
+async def _wait(
+    waiter: asyncio.Future[None], timeout: float | None, error: type[Exception], message: str
+) -> None:
+    """Wait for `waiter`; past `timeout` (None: no limit) it fails with `error(message)`. A timer (and the
+    error) only when a timeout is asked for: streaming reads ask for none."""
+    timer = None
+    if timeout is not None:
+        timer = asyncio.get_running_loop().call_later(timeout, _time_out, waiter, error, message)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -116,18 +131,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if not protocol.queue and not protocol.eof:
             if self._closed:
                 raise httpcore.ReadError("the connection is closed")
-            waiter = protocol.waiter = self._loop.create_future()
-            timer = None
-            if timeout is not None:
-                timer = self._loop.call_later(
-                    timeout, _time_out, waiter, httpcore.ReadTimeout("read timed out")
-                )
+            protocol.waiter = self._loop.create_future()
             try:
-                await waiter
+                await _wait(protocol.waiter, timeout, httpcore.ReadTimeout, "read timed out")
             finally:
                 protocol.waiter = None
-                if timer is not None:
-                    timer.cancel()
         queue = protocol.queue
         if not queue:
             if self._closed or protocol.error is not None:
@@ -160,18 +168,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._transport.write(buffer)
         if not protocol.writing_paused:
             return
-        waiter = protocol.drain_waiter = self._loop.create_future()
-        timer = None
-        if timeout is not None:
-            timer = self._loop.call_later(
-                timeout, _time_out, waiter, httpcore.WriteTimeout("write timed out")
-            )
+        protocol.drain_waiter = self._loop.create_future()
         try:
-            await waiter
+            await _wait(protocol.drain_waiter, timeout, httpcore.WriteTimeout, "write timed out")
         finally:
             protocol.drain_waiter = None
-            if timer is not None:
-                timer.cancel()
         if protocol.eof and protocol.error is not None:
             raise httpcore.WriteError(str(protocol.error))
 
