@@ -118,9 +118,9 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # channels-redis's pub/sub layer with its gaps closed (see conversations/layers.py): one PUBLISH per
+            # channels-redis's pub/sub layer with its gaps closed (see conversations/engine/layers.py): one PUBLISH per
             # frame instead of channels_redis.core's eight round trips (bench/load.py --postgres).
-            "BACKEND": "conversations.layers.RedisPubSubChannelLayer",
+            "BACKEND": "conversations.engine.layers.RedisPubSubChannelLayer",
             # Two connections per process: one publishes (socket_timeout: how long a batch of PUBLISHes may
             # wait for Redis before failing; redis-py 8's default is 5 s), one receives with its own timeouts.
             # Options in REDIS_URL's query string (?socket_timeout=...) take precedence.
@@ -128,8 +128,8 @@ if REDIS_URL:
         }
     }
 else:
-    # channels' in-memory layer with cheap housekeeping (see conversations/layers.py): one process only.
-    CHANNEL_LAYERS = {"default": {"BACKEND": "conversations.layers.InMemoryChannelLayer"}}
+    # channels' in-memory layer with cheap housekeeping (see conversations/engine/layers.py): one process only.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "conversations.engine.layers.InMemoryChannelLayer"}}
 
 # --- Auth ---------------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -8,5 +8,6 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         # Signal receivers: the audit of account activation, and folding a deleted conversation's usage
         # into DeletedUsage so quotas and the usage dashboard keep counting it; deleting an image's file
-        # with its last row.
+        # with its last row; the engine's database thread keeping its connection.
+        from conversations.engine import db_thread  # noqa: F401
         from conversations.services import audit, uploads, usage  # noqa: F401

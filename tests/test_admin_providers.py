@@ -16,9 +16,9 @@ from django.db import connection
 from conversations import crypto
 from conversations.llm.client import complete
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
-from conversations.llm.routes import candidates_for
 from conversations.models import AuditEntry, ChatModel, PersonalKey, Provider
 from conversations.services import personal_keys, providers
+from conversations.services.routes import candidates_for
 from conversations.testing.upstream import Reply
 
 pytestmark = pytest.mark.django_db

@@ -217,3 +217,25 @@ def test_a_turn_is_refused_while_an_answer_is_running(upstream, sim_model, alice
     assert (error["code"], error["ref"]) == ("busy", "x")
     sock.send(type="stop", message=ack["assistant_message"]["id"])
     sock.wait_end(ack["assistant_message"]["id"])
+
+
+def test_process_start_up_runs_once_however_many_sockets_and_answers(
+    upstream, sim_model, alice_socket, live_server_daphne
+):
+    """The SIGTERM handler and the sweeper start with the process (engine.start), not per socket or answer."""
+    for _ in range(3):
+        upstream.enqueue(Reply(text="Short answer."), Reply(text="A title"))
+    sockets = [alice_socket() for _ in range(3)]
+    for sock in sockets:
+        ack = send_turn(sock, conversation=None)
+        sock.wait_end(ack["assistant_message"]["id"])
+    log = live_server_daphne.log()
+    assert log.count("engine started") == 1, log[-3000:]
+    assert "engine started (graceful SIGTERM: yes)" in log  # a real daphne: the drain is installed
+
+
+async def test_engine_start_is_once_per_event_loop():
+    from conversations import engine
+
+    assert engine.start() is True
+    assert engine.start() is False

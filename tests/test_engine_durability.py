@@ -8,8 +8,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
+from conversations.engine import generation, registry, sweeper
 from conversations.models import Message
-from conversations.services.generation import start_generation
+from conversations.services.context import prepare
 from conversations.services.turns import do_send_turn
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
@@ -17,6 +18,12 @@ from tests.live import DaphneServer
 from tests.wsclient import ChatSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def start_answer(turn, owner):
+    """Start the answer of a turn saved with do_send_turn, as the websocket command does."""
+    return generation.start(await sync_to_async(prepare)(turn.assistant, turn.conversation, owner))
+
 
 LONG_ANSWER = " ".join(f"token{i}" for i in range(400))
 
@@ -92,25 +99,22 @@ async def test_a_live_answer_with_a_late_heartbeat_is_not_swept_by_its_own_proce
 
     from django.utils import timezone
 
-    from conversations.services.generation import RUNNING
-    from conversations.services.sweep import sweep_and_notify
-
     answer = " ".join(f"t{i}" for i in range(20))
     upstream.enqueue(Reply(text=answer, ttft=0.5), Reply(text="A title"))
     turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Slow, please")
-    task = start_generation(turn.assistant)
+    task = await start_answer(turn, alice)
     await asyncio.sleep(0.1)
-    assert turn.assistant.pk in RUNNING
+    assert turn.assistant.pk in registry.RUNNING
     long_ago = timezone.now() - timedelta(hours=1)
     await Message.objects.filter(pk=turn.assistant.pk).aupdate(heartbeat_at=long_ago)
-    assert await sweep_and_notify() == 0
+    assert await sweeper.sweep_and_notify() == 0
     await task
     message = await Message.objects.aget(pk=turn.assistant.pk)
     assert message.status == "complete" and message.content == answer
 
     # The same stale row with no generation behind it (its process died) is swept.
     await Message.objects.filter(pk=turn.assistant.pk).aupdate(status="streaming", heartbeat_at=long_ago)
-    assert await sweep_and_notify() == 1
+    assert await sweeper.sweep_and_notify() == 1
     assert (await Message.objects.aget(pk=turn.assistant.pk)).status == "interrupted"
 
 
@@ -128,7 +132,7 @@ async def test_a_500_token_answer_costs_a_handful_of_database_writes(upstream, a
         answer = " ".join(f"t{i}" for i in range(500))
         upstream.enqueue(Reply(text=answer, token_delay=0.001), Reply(text="A title"))
         turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Count my writes")
-        await start_generation(turn.assistant)
+        await (await start_answer(turn, alice))
     finally:
         await sync_to_async(lambda: connection.execute_wrappers.remove(count_writes))()
 

@@ -58,6 +58,7 @@ from conversations.llm.errors import (
 from conversations.llm.sse import SSEProtocolError
 from conversations.llm.transport import AsyncioTransport
 from conversations.models import ChatModel, Provider
+from conversations.services.routes import route_for_model, route_for_provider
 from conversations.testing.upstream import Fault, Reply
 
 CONFIG = ClientConfig(
@@ -88,7 +89,7 @@ def make_route(
 ) -> Route:
     provider = Provider(name=name, kind=Provider.Kind.OPENAI, base_url=upstream.base_url)
     provider.api_key = key
-    return Route.from_provider(provider, model, **kw)
+    return route_for_provider(provider, model, **kw)
 
 
 def config(**changes) -> ClientConfig:
@@ -459,7 +460,7 @@ def test_routes_are_built_from_unsaved_models_without_queries(upstream):
     model = ChatModel(
         provider=provider, model_id="openai/gpt-4o", canonical_id="gpt-4o", supports_images=True
     )
-    route = Route.from_chat_model(model)  # pytest-django would fail this test on any query
+    route = route_for_model(model)  # pytest-django would fail this test on any query
     assert route.api_key == "sk-or-test" and route.model_id == "openai/gpt-4o"
     assert route.chat_url == f"{upstream.openrouter_base_url}/chat/completions"
     assert "sk-or-test" not in repr(route)

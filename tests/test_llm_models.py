@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from conversations.llm import aclose_shared_client, candidates_for
+from conversations.llm import aclose_shared_client
 from conversations.llm.errors import EndpointNotFound
 from conversations.llm.models_sync import (
     ListedModel,
@@ -19,6 +19,7 @@ from conversations.llm.models_sync import (
 )
 from conversations.llm.routes import Route
 from conversations.models import ChatModel, Provider
+from conversations.services.routes import candidates_for, route_for_provider
 
 
 def provider(kind: str, base_url: str, key: str = "sk-test") -> Provider:
@@ -27,12 +28,16 @@ def provider(kind: str, base_url: str, key: str = "sk-test") -> Provider:
     return p
 
 
+def route(kind: str, base_url: str) -> Route:
+    return route_for_provider(provider(kind, base_url), "")
+
+
 def by_id(models: list[ListedModel]) -> dict[str, ListedModel]:
     return {m.model_id: m for m in models}
 
 
 def test_it_lists_openai_chat_models_and_fills_in_known_facts(upstream):
-    models = by_id(list_models(provider(Provider.Kind.OPENAI, upstream.base_url)))
+    models = by_id(list_models(route(Provider.Kind.OPENAI, upstream.base_url)))
     assert "gpt-4o" in models and "chatgpt-4o-latest" in models
     assert not {"text-embedding-3-small", "dall-e-3", "whisper-1"} & models.keys()
     assert models["gpt-4o"] == ListedModel(
@@ -44,7 +49,7 @@ def test_it_lists_openai_chat_models_and_fills_in_known_facts(upstream):
 
 
 def test_it_lists_openrouter_models_with_prices_per_million(upstream):
-    models = by_id(list_models(provider(Provider.Kind.OPENROUTER, upstream.openrouter_base_url)))
+    models = by_id(list_models(route(Provider.Kind.OPENROUTER, upstream.openrouter_base_url)))
     gpt4o = models["openai/gpt-4o"]
     assert gpt4o.display_name == "OpenAI: GPT-4o"
     assert gpt4o.context_window == 128_000 and gpt4o.max_output_tokens == 16_384
@@ -55,9 +60,9 @@ def test_it_lists_openrouter_models_with_prices_per_million(upstream):
 
 
 def test_it_lists_aimlapi_chat_models_from_a_bare_array(upstream):
-    route = Route.from_provider(provider(Provider.Kind.AIMLAPI, "https://api.aimlapi.com/v1"), "")
-    assert models_url(route) == "https://api.aimlapi.com/models"
-    models = by_id(list_models(route, url=upstream.aimlapi_models_url))
+    aimlapi = route(Provider.Kind.AIMLAPI, "https://api.aimlapi.com/v1")
+    assert models_url(aimlapi) == "https://api.aimlapi.com/models"
+    models = by_id(list_models(aimlapi, url=upstream.aimlapi_models_url))
     assert set(models) == {"gpt-4o", "gpt-4o-mini", "gpt-4"}  # dall-e-3 is not a chat model
     assert models["gpt-4o"].supports_images and not models["gpt-4"].supports_images
     assert models["gpt-4"].context_window == 8192 and models["gpt-4"].max_output_tokens == 8192
@@ -65,7 +70,7 @@ def test_it_lists_aimlapi_chat_models_from_a_bare_array(upstream):
 
 async def test_it_lists_models_from_async_code_too(upstream):
     try:
-        models = await alist_models(provider(Provider.Kind.OPENAI, upstream.base_url))
+        models = await alist_models(route(Provider.Kind.OPENAI, upstream.base_url))
     finally:
         await aclose_shared_client()
     assert "gpt-4o" in by_id(models)
@@ -73,7 +78,7 @@ async def test_it_lists_models_from_async_code_too(upstream):
 
 def test_a_wrong_base_url_is_a_clear_error(upstream):
     with pytest.raises(EndpointNotFound):
-        list_models(provider(Provider.Kind.OPENAI, upstream.origin + "/nope"))
+        list_models(route(Provider.Kind.OPENAI, upstream.origin + "/nope"))
 
 
 def test_openrouter_prices_become_per_million_decimals():

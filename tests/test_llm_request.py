@@ -20,6 +20,7 @@ from conversations.llm import (
 )
 from conversations.llm.request import build_body, build_headers, user_hash
 from conversations.models import Provider
+from conversations.services.routes import route_for_provider
 from conversations.testing.upstream import Reply
 
 SECRET = "test-secret"
@@ -75,7 +76,7 @@ async def send(route: Route, request: ChatRequest = REQUEST) -> None:
 async def test_openai_gets_max_completion_tokens_org_project_store_false_and_include_usage(upstream):
     p = provider(Provider.Kind.OPENAI, upstream.base_url, organization="org-123", project="proj_456")
     p.extra_headers = {"X-Custom": "yes"}
-    await send(Route.from_provider(p, "gpt-4o"))
+    await send(route_for_provider(p, "gpt-4o"))
     [sent] = upstream.chat_requests
     body, headers = sent.json, sent.headers
     assert sent.path == "/v1/chat/completions"
@@ -95,7 +96,7 @@ async def test_openai_gets_max_completion_tokens_org_project_store_false_and_inc
 
 async def test_openrouter_gets_attribution_headers_and_max_tokens(upstream):
     p = provider(Provider.Kind.OPENROUTER, upstream.openrouter_base_url, organization="ignored")
-    await send(Route.from_provider(p, "openai/gpt-4o"))
+    await send(route_for_provider(p, "openai/gpt-4o"))
     [sent] = upstream.chat_requests
     assert sent.path == "/api/v1/chat/completions"
     assert sent.headers["http-referer"] == "https://chat.example.org"
@@ -108,7 +109,7 @@ async def test_openrouter_gets_attribution_headers_and_max_tokens(upstream):
 
 async def test_a_local_server_without_a_key_gets_no_authorization_and_max_tokens(upstream):
     p = provider(Provider.Kind.OPENAI_COMPATIBLE, upstream.base_url, key="")
-    await send(Route.from_provider(p, "llama3.1:8b"))
+    await send(route_for_provider(p, "llama3.1:8b"))
     [sent] = upstream.chat_requests
     assert "authorization" not in sent.headers
     assert sent.json["max_tokens"] == 300
@@ -117,14 +118,14 @@ async def test_a_local_server_without_a_key_gets_no_authorization_and_max_tokens
 
 
 async def test_aimlapi_gets_max_tokens_and_include_usage(upstream):
-    await send(Route.from_provider(provider(Provider.Kind.AIMLAPI, upstream.base_url), "gpt-4o"))
+    await send(route_for_provider(provider(Provider.Kind.AIMLAPI, upstream.base_url), "gpt-4o"))
     [sent] = upstream.chat_requests
     assert sent.json["max_tokens"] == 300 and sent.json["stream_options"] == {"include_usage": True}
     assert "store" not in sent.json
 
 
 async def test_the_user_field_is_a_keyed_hash_not_the_user_id(upstream):
-    await send(Route.from_provider(provider(Provider.Kind.OPENAI, upstream.base_url), "gpt-4o"))
+    await send(route_for_provider(provider(Provider.Kind.OPENAI, upstream.base_url), "gpt-4o"))
     [sent] = upstream.chat_requests
     expected = hmac.new(SECRET.encode(), b"chatsite-user:alice-id-17", hashlib.sha256).hexdigest()
     assert sent.json["user"] == expected
@@ -132,7 +133,7 @@ async def test_the_user_field_is_a_keyed_hash_not_the_user_id(upstream):
 
 
 async def test_images_are_sent_as_image_url_objects(upstream):
-    await send(Route.from_provider(provider(Provider.Kind.OPENAI, upstream.base_url), "gpt-4o"))
+    await send(route_for_provider(provider(Provider.Kind.OPENAI, upstream.base_url), "gpt-4o"))
     [sent] = upstream.chat_requests
     system, user = sent.json["messages"]
     assert system == {"role": "system", "content": "Answer in JSON."}
@@ -149,7 +150,7 @@ async def test_the_key_never_reaches_the_logs(upstream, caplog):
     caplog.set_level(logging.DEBUG)
     p = provider(Provider.Kind.OPENAI, upstream.base_url, key="sk-very-secret-key")
     with pytest.raises(Exception, match="InvalidAPIKey"):
-        await send(Route.from_provider(p, "gpt-4o"))
+        await send(route_for_provider(p, "gpt-4o"))
     assert "sk-very-secret-key" not in caplog.text
 
 

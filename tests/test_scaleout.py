@@ -229,23 +229,24 @@ def test_a_killed_worker_leaves_its_answer_interrupted_at_the_last_checkpoint_fo
 
 @pytest.mark.backends  # no second process needed: runs in both lanes
 async def test_a_socket_that_misses_a_frame_asks_the_generator_for_the_rest_once(monkeypatch):
-    from conversations import consumers
+    from conversations.engine import consumer as consumers
+    from conversations.engine import notify
 
     asked = []
 
-    async def request_sync(message_id, reply_to, offset):
+    async def ask_for_rest(message_id, reply_to, offset):
         asked.append((message_id, offset))
 
-    monkeypatch.setattr(consumers.chat, "request_sync", request_sync)
+    monkeypatch.setattr(notify, "ask_for_rest", ask_for_rest)
     consumer = consumers.ChatConsumer()
     consumer.channel_name = "specific.test!socket"
     consumer.known, consumer.sync_asked = {"m1": 5}, {}
     sent = []
 
-    async def send_frame(frame):
+    async def reply(frame):
         sent.append(frame)
 
-    consumer.send_frame = send_frame
+    consumer.reply = reply
 
     def delta(offset, text):
         return {
@@ -264,12 +265,12 @@ async def test_a_socket_that_misses_a_frame_asks_the_generator_for_the_rest_once
     assert consumer.known == {"m1": 13}
 
 
-# --- the Redis pub/sub channel layer (conversations/layers.py). Each layer object stands for one process: it has
+# --- the Redis pub/sub channel layer (conversations/engine/layers.py). Each layer object stands for one process: it has
 # its own connections to Redis.
 
 
 def pubsub_layer(**config):
-    from conversations.layers import RedisPubSubChannelLayer
+    from conversations.engine.layers import RedisPubSubChannelLayer
 
     return RedisPubSubChannelLayer(**{**settings.CHANNEL_LAYERS["default"]["CONFIG"], **config})
 

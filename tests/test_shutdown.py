@@ -9,8 +9,7 @@ import time
 import pytest
 
 from conversations.models import Conversation, Message
-from conversations.services.shutdown import RESTARTING_ERROR
-from conversations.services.sweep import INTERRUPTED_ERROR
+from conversations.services.answers import INTERRUPTED_ERROR, RESTARTING_ERROR
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
 from tests.live import DaphneServer

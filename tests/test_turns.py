@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from conversations.models import Conversation, Message
-from conversations.services import errors, turns
+from conversations.services import errors, tree, turns
 from conversations.services.context import build_request
 
 pytestmark = pytest.mark.django_db
@@ -103,7 +103,7 @@ def make_history(owner, chat_model, pairs: int, words: int = 100) -> Conversatio
 
 def test_it_sends_the_whole_branch_when_it_fits(alice, sim_model):
     conversation = make_history(alice, sim_model, pairs=3)
-    path = turns.active_path(turns.load_messages(conversation), conversation.current_leaf_id)
+    path = tree.active_path(tree.load_messages(conversation), conversation.current_leaf_id)
     prepared = build_request(conversation, path, sim_model)
     assert not prepared.trimmed
     roles = [m.role for m in prepared.request.messages]
@@ -120,7 +120,7 @@ def test_it_trims_the_oldest_turns_to_fit_the_context_window(alice, sim_model):
         role="user",
         content="the newest question",
     )
-    path = turns.active_path(turns.load_messages(conversation), question.pk)
+    path = tree.active_path(tree.load_messages(conversation), question.pk)
     prepared = build_request(conversation, path, sim_model)
     messages = prepared.request.messages
     assert prepared.trimmed
@@ -134,7 +134,7 @@ def test_it_trims_the_oldest_turns_to_fit_the_context_window(alice, sim_model):
 
 def test_select_branch_follows_the_newest_child(alice, sim_model):
     conversation = make_history(alice, sim_model, pairs=2, words=1)
-    first_question = turns.load_messages(conversation)[0]
+    first_question = tree.load_messages(conversation)[0]
     edited = Message.objects.create(conversation=conversation, parent=None, role="user", content="edited")
     edited_answer = Message.objects.create(
         conversation=conversation, parent=edited, role="assistant", content="b"

@@ -24,7 +24,7 @@ from PIL import Image
 
 from conversations.llm.tokens import image_tokens
 from conversations.models import Attachment, Conversation, Message
-from conversations.services import chat, context, limits, turns
+from conversations.services import context, limits, transcript, tree, turns
 from tests.conftest import session_cookie_for
 from tests.wsclient import ChatSocket
 
@@ -356,7 +356,7 @@ def test_images_travel_as_data_urls_in_the_same_user_message_as_the_text(client,
     assert [a.public_id for a in turn.attachments] == [
         Attachment.objects.get(public_id=i).public_id for i in ids
     ]
-    conversation, path = turns.history_for(turn.assistant)
+    conversation, path = tree.history_for(turn.assistant)
     body = context.build_request(conversation, path, sim_model).request
     user = body.messages[-1]
     assert user.text == "Compare these" and len(user.images) == 2
@@ -381,7 +381,7 @@ def test_older_turns_can_leave_their_images_out(client, alice, sim_model, media,
     turn = turns.do_send_turn(
         alice, conversation_id=str(turn.conversation.public_id), text="Two", attachment_ids=[second]
     )
-    conversation, path = turns.history_for(turn.assistant)
+    conversation, path = tree.history_for(turn.assistant)
     request = context.build_request(conversation, path, sim_model).request
     assert [len(m.images) for m in request.messages] == [1, 0, 1]
     settings.CHAT_KEEP_OLD_IMAGES = False
@@ -438,7 +438,7 @@ def test_an_edited_message_keeps_its_images(client, alice, sim_model, media):
     edited = turns.do_edit(alice, str(turn.user_message.public_id), "What is this?")
     copies = list(edited.user_message.attachments.all())
     assert len(copies) == 1 and copies[0].file.name == Attachment.objects.get(public_id=image).file.name
-    ack = chat.turn_ack(edited)
+    ack = turns.turn_ack(edited)
     assert [a["id"] for a in ack["user_message"]["attachments"]] == [str(copies[0].public_id)]
 
 
@@ -460,9 +460,9 @@ def test_the_snapshot_lists_images_and_costs_the_same_queries_however_many(clien
 
     small, large = conversation_with(1), conversation_with(8)
     with CaptureQueriesContext(connection) as few:
-        snapshot = chat.snapshot(alice, small)
+        snapshot = transcript.snapshot(alice, small)
     with CaptureQueriesContext(connection) as many:
-        big = chat.snapshot(alice, large)
+        big = transcript.snapshot(alice, large)
     assert len(few) == len(many)
     users = [m for m in big["messages"] if m["role"] == "user"]
     assert len(users) == 8 and all(len(m["attachments"]) == 1 for m in users)
@@ -483,7 +483,7 @@ def test_an_image_alone_goes_upstream_as_image_parts_only(client, alice, sim_mod
     image = upload(client, photo((400, 300))).json()["id"]
     turn = turns.do_send_turn(alice, conversation_id=None, text="", attachment_ids=[image])
     assert turn.user_message.content == "" and len(turn.attachments) == 1
-    conversation, path = turns.history_for(turn.assistant)
+    conversation, path = tree.history_for(turn.assistant)
     user = context.build_request(conversation, path, sim_model).request.messages[-1]
     content = message_to_wire(user)["content"]
     assert [part["type"] for part in content] == ["image_url"]  # no empty text part
@@ -500,7 +500,7 @@ def test_an_image_only_turn_left_out_of_a_later_prompt_is_a_placeholder_not_an_e
     Message.objects.filter(pk=turn.assistant.pk).update(status="complete", content="A red picture.")
     turn = turns.do_send_turn(alice, conversation_id=str(turn.conversation.public_id), text="Why red?")
     settings.CHAT_KEEP_OLD_IMAGES = False
-    conversation, path = turns.history_for(turn.assistant)
+    conversation, path = tree.history_for(turn.assistant)
     old = context.build_request(conversation, path, sim_model).request.messages[0]
     assert (old.role, old.text, old.images) == ("user", context.IMAGE_OMITTED, ())
 
@@ -523,7 +523,7 @@ def test_a_message_with_images_can_be_edited_down_to_the_images_alone(client, al
     edited = turns.do_edit(alice, str(turn.user_message.public_id), "")
     assert edited.user_message.content == ""
     assert edited.user_message.attachments.count() == 1
-    conversation, path = turns.history_for(edited.assistant)
+    conversation, path = tree.history_for(edited.assistant)
     user = context.build_request(conversation, path, sim_model).request.messages[-1]
     assert (user.text, len(user.images)) == ("", 1)
 

@@ -23,7 +23,7 @@ from conversations.llm.events import (
     Usage,
 )
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest, ImagePart
-from conversations.llm.routes import Route, candidates_for
+from conversations.llm.routes import Route
 
 __all__ = [
     "ChatMessage",
@@ -44,7 +44,6 @@ __all__ = [
     "TextDelta",
     "Usage",
     "aclose_shared_client",
-    "candidates_for",
     "complete",
     "open_stream",
 ]

@@ -2,7 +2,7 @@
 
 How the engine calls it::
 
-    routes = await sync_to_async(candidates_for)(chat_model)
+    routes = await sync_to_async(routes_for_user)(chat_model, user)  # conversations/services, from the database
     async with open_stream(ChatRequest(messages, ChatParams.from_dict(conv.params), user.pk), routes) as stream:
         async for event in stream:
             match event:

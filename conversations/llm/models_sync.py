@@ -15,16 +15,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from conversations.llm.errors import LLMError, NetworkError, error_from_response
 from conversations.llm.request import build_headers
 from conversations.llm.routes import Route
-
-if TYPE_CHECKING:
-    from conversations.models import Provider
 
 MILLION = Decimal(1_000_000)
 PRICE_PLACES = Decimal("0.0001")  # ChatModel prices have 4 decimal places
@@ -188,15 +185,8 @@ def models_url(route: Route) -> str:
     return base + "/models"
 
 
-def _route_for(provider: Provider | Route) -> Route:
-    return provider if isinstance(provider, Route) else Route.from_provider(provider, model_id="")
-
-
-def list_models(
-    provider: Provider | Route, *, url: str | None = None, timeout: float = 15.0
-) -> list[ListedModel]:
+def list_models(route: Route, *, url: str | None = None, timeout: float = 15.0) -> list[ListedModel]:
     """Fetch and parse the provider's model list (sync: admin actions, management commands)."""
-    route = _route_for(provider)
     headers = {**build_headers(route), "Accept": "application/json"}
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
@@ -206,13 +196,10 @@ def list_models(
     return _parse_response(response, route)
 
 
-async def alist_models(
-    provider: Provider | Route, *, url: str | None = None, timeout: float = 15.0
-) -> list[ListedModel]:
+async def alist_models(route: Route, *, url: str | None = None, timeout: float = 15.0) -> list[ListedModel]:
     """list_models for async callers; uses the shared pool."""
     from conversations.llm.client import shared_client
 
-    route = _route_for(provider)
     headers = {**build_headers(route), "Accept": "application/json"}
     try:
         response = await shared_client().get(url or models_url(route), headers=headers, timeout=timeout)

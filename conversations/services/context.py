@@ -1,4 +1,5 @@
-"""The prompt for an answer: the system prompt plus the active branch, trimmed to fit the model.
+"""The request for an answer: the system prompt plus the active branch, trimmed to fit the model, and the routes
+that may serve it (`prepare`, in the same database call as the turn that asked for it).
 
 Trimming drops the oldest turns first and always keeps the system prompt and the newest user message; the
 answer records that it happened (Message.context_trimmed) so the UI can say so.
@@ -12,9 +13,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from conversations.llm import errors as llm_errors
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest, ImagePart
+from conversations.llm.routes import Route
 from conversations.llm.tokens import estimate_message_tokens, estimate_prompt_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message
+from conversations.services.personal_keys import routes_for_user
+from conversations.services.tree import history_for
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +104,52 @@ def build_request(conversation: Conversation, path: list[Message], chat_model: C
         trimmed = True
     request = ChatRequest(messages=system + turns, params=params, user_id=conversation.owner_id)
     return PreparedContext(request=request, trimmed=trimmed, prompt_estimate=total)
+
+
+@dataclass
+class Prepared:
+    """Everything an answer needs once its request has left: read in the same database call as the turn."""
+
+    message_id: str
+    conversation_id: str
+    conversation_pk: int
+    owner_id: int
+    request: ChatRequest
+    routes: list[Route]
+    trimmed: bool
+    prompt_estimate: int
+    needs_title: bool
+    message: Message  # as loaded here, parent included: the final save updates it without reading it again
+    chat_model: ChatModel
+
+    @property
+    def message_pk(self) -> int:
+        return self.message.pk
+
+
+def prepare(message: Message, conversation: Conversation, owner) -> Prepared:
+    """The prompt (history, context budget) and the routes for the placeholder `message`, which a turn has
+    just saved with its model and parent loaded: only the history and the routes are read."""
+    conversation, path = history_for(message, conversation)
+    chat_model = message.model
+    if chat_model is None:
+        raise llm_errors.NoRouteAvailable("the answer's model was deleted")
+    prepared_context = build_request(conversation, path, chat_model)
+    # The owner's own key, if they brought one. The owner has just been checked against the model.
+    routes = routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk)
+    if prepared_context.trimmed:
+        Message.objects.filter(pk=message.pk).update(context_trimmed=True)
+        message.context_trimmed = True
+    return Prepared(
+        message_id=str(message.public_id),
+        conversation_id=str(conversation.public_id),
+        conversation_pk=conversation.pk,
+        owner_id=conversation.owner_id,
+        request=prepared_context.request,
+        routes=routes,
+        trimmed=prepared_context.trimmed,
+        prompt_estimate=prepared_context.prompt_estimate,
+        needs_title=not conversation.title,
+        message=message,
+        chat_model=chat_model,
+    )

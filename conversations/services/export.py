@@ -18,7 +18,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from conversations.models import Attachment, Conversation, Message
-from conversations.services import turns
+from conversations.services import tree
 from conversations.services.access import get_conversation_for_user
 
 FORMAT = "chatsite.conversations"
@@ -97,7 +97,7 @@ def _messages(conversation: Conversation) -> list[Message]:
 
 def markdown(conversation: Conversation, messages: list[Message], *, image_links: bool = False) -> str:
     """The active branch as Markdown. Images are linked to the zip's copies, or noted by name."""
-    path = turns.active_path(messages, conversation.current_leaf_id)
+    path = tree.active_path(messages, conversation.current_leaf_id)
     lines = [f"# {conversation.title or 'New chat'}", ""]
     lines.append(
         f"_Exported {timezone.now():%Y-%m-%d %H:%M} UTC · started {conversation.created_at:%Y-%m-%d}_"

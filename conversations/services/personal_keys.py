@@ -18,10 +18,11 @@ from django.db.models import Count, Q
 from django.views.decorators.debug import sensitive_variables
 
 from conversations import crypto
-from conversations.llm.routes import Route, candidates_for
+from conversations.llm.routes import Route
 from conversations.models import ChatModel, PersonalKey, Provider
 from conversations.services import audit
 from conversations.services.errors import InvalidInput, NotAllowed, NotFound
+from conversations.services.routes import candidates_for
 
 MAX_KEY_CHARS = 500
 

@@ -21,6 +21,7 @@ from conversations.llm.models_sync import ListedModel, is_chat_model_id, list_mo
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
 from conversations.llm.routes import Route
 from conversations.models import ChatModel, PersonalKey, Provider
+from conversations.services.routes import route_for_provider
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def _one_token(route: Route) -> tuple[float | None, float]:
 def test_connection(provider: Provider) -> ConnectionReport:
     """List the provider's models, then ask one of them for a single token. Never raises for upstream errors:
     they become the report's message. Sync (admin views); blocks for at most about twice TEST_TIMEOUT."""
-    route = Route.from_provider(provider, model_id="")
+    route = route_for_provider(provider, model_id="")
     if route.key_unreadable:
         return ConnectionReport(
             False, llm_errors.ProviderMisconfigured(provider_name=provider.name).user_message
@@ -177,7 +178,11 @@ def sync_models(provider: Provider) -> SyncReport:
     """Import the provider's model list. New models are created (enabled only when they are in the built-in
     catalog and not retired, so a 300-model OpenRouter listing doesn't flood the model picker); existing ones get
     the facts the listing states. Nothing is deleted. Raises llm_errors.LLMError when listing fails."""
-    listed = [m for m in list_models(provider, timeout=TEST_TIMEOUT) if is_chat_model_id(m.model_id)]
+    listed = [
+        m
+        for m in list_models(route_for_provider(provider, model_id=""), timeout=TEST_TIMEOUT)
+        if is_chat_model_id(m.model_id)
+    ]
     report = SyncReport()
     existing = {m.model_id: m for m in provider.models.all()}
     with transaction.atomic():

@@ -8,7 +8,7 @@ import secrets
 from django.utils import timezone
 
 from conversations.models import SharedConversation
-from conversations.services import turns
+from conversations.services import tree
 from conversations.services.access import get_conversation_for_user
 from conversations.services.errors import NotFound
 
@@ -20,8 +20,8 @@ def _share_dict(share: SharedConversation) -> dict:
 def create_share(user, conversation_id: str) -> dict:
     """A new link (an earlier live link of the same conversation is revoked: one link per conversation)."""
     conversation = get_conversation_for_user(user, conversation_id)
-    messages = turns.load_messages(conversation)
-    path = turns.active_path(messages, conversation.current_leaf_id)
+    messages = tree.load_messages(conversation)
+    path = tree.active_path(messages, conversation.current_leaf_id)
     snapshot = {
         "title": conversation.title,
         "messages": [

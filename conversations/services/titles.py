@@ -1,6 +1,7 @@
-"""Conversation titles, written once after the first answer and pushed live to the user's sidebars.
+"""Conversation titles: what the title model is asked, what it read, and saving the result. Sync ORM code;
+the realtime engine (conversations/engine/titles.py) makes the call and pushes the title to the sidebars.
 
-A short call to CHAT_TITLE_MODEL (or the conversation's own model) names the chat; if that fails for any
+Titles are written once after the first answer. A short call to CHAT_TITLE_MODEL (or the conversation's own model) names the chat; if that fails for any
 reason the first words of the prompt do ("Image" for a chat that starts with images alone). A title never
 blocks or breaks the answer itself. It goes through the user's own key whenever they have one for the title
 model's provider; when the answer itself was served through their own key, the title uses that answer's
@@ -11,17 +12,13 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from conversations.llm import errors as llm_errors
-from conversations.llm.client import complete
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
 from conversations.llm.routes import Route
 from conversations.models import ChatModel, Conversation, Message
-from conversations.services import groups
 from conversations.services.personal_keys import routes_for_user
 
 logger = logging.getLogger(__name__)
@@ -58,7 +55,34 @@ def clean_title(raw: str) -> str:
     return title.strip(" \"'\u201c\u201d\u2018\u2019.*#")[:TITLE_MAX_CHARS]  # quotes, curly quotes
 
 
-def _title_inputs(conversation_pk: int, owner_id: int, own_key_routes: list[Route] | None = None):
+@dataclass
+class TitleJob:
+    """What the title model reads (the first question and answer) and the routes to ask it through."""
+
+    prompt: str
+    images: int
+    answer: str
+    routes: list[Route]
+
+    def request(self, owner_id: int) -> ChatRequest:
+        return ChatRequest(
+            messages=[
+                ChatMessage(role="system", text=TITLE_PROMPT),
+                ChatMessage(
+                    role="user",
+                    text=f"User: {_user_line(self.prompt, self.images)}\n\nAssistant: {self.answer[:1500]}",
+                ),
+            ],
+            params=ChatParams(max_output_tokens=24, temperature=0.2),
+            user_id=owner_id,
+        )
+
+
+def title_job(
+    conversation_pk: int, owner_id: int, own_key_routes: list[Route] | None = None
+) -> TitleJob | None:
+    """None when the conversation already has a title. `own_key_routes`: the answer's routes, when the route
+    that served it carried the user's own key (the title is then the user's spend too)."""
     conversation = Conversation.objects.select_related("model").get(pk=conversation_pk)
     if conversation.title:
         return None
@@ -69,7 +93,7 @@ def _title_inputs(conversation_pk: int, owner_id: int, own_key_routes: list[Rout
     # Only an image-only first message costs the query: its images are what the chat is about.
     images = question.attachments.count() if question is not None and not prompt.strip() else 0
     if own_key_routes:  # the answer was the user's spend: so is its title
-        return prompt, images, answer, [r for r in own_key_routes if r.personal_key]
+        return TitleJob(prompt, images, answer, [r for r in own_key_routes if r.personal_key])
     model = None
     if settings.CHAT_TITLE_MODEL:
         model = (
@@ -80,41 +104,9 @@ def _title_inputs(conversation_pk: int, owner_id: int, own_key_routes: list[Rout
         )
     model = model or conversation.model
     routes = routes_for_user(model, owner_id) if model is not None else []
-    return prompt, images, answer, routes
+    return TitleJob(prompt, images, answer, routes)
 
 
-def _save_title(conversation_pk: int, title: str) -> bool:
+def save_title(conversation_pk: int, title: str) -> bool:
     # Only if still untitled: the user may have renamed it meanwhile.
     return bool(Conversation.objects.filter(pk=conversation_pk, title="").update(title=title))
-
-
-async def write_title(
-    conversation_pk: int, owner_id: int, conversation_id: str, own_key_routes: list[Route] | None = None
-) -> None:
-    """`own_key_routes`: the answer's routes, when the route that served it carried the user's own key."""
-    inputs = await database_sync_to_async(_title_inputs)(conversation_pk, owner_id, own_key_routes)
-    if inputs is None:
-        return
-    prompt, images, answer, routes = inputs
-    title = ""
-    if routes:
-        request = ChatRequest(
-            messages=[
-                ChatMessage(role="system", text=TITLE_PROMPT),
-                ChatMessage(
-                    role="user", text=f"User: {_user_line(prompt, images)}\n\nAssistant: {answer[:1500]}"
-                ),
-            ],
-            params=ChatParams(max_output_tokens=24, temperature=0.2),
-            user_id=owner_id,
-        )
-        try:
-            title = clean_title((await complete(request, routes)).text)
-        except llm_errors.LLMError as exc:
-            logger.info("title for conversation %s fell back to the prompt: %s", conversation_pk, exc)
-    title = title or fallback_title(prompt, images)
-    if await database_sync_to_async(_save_title)(conversation_pk, title):
-        await get_channel_layer().group_send(
-            groups.user_group(owner_id),
-            groups.frame({"type": "title", "conversation": conversation_id, "title": title}),
-        )

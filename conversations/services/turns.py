@@ -7,17 +7,22 @@ the caller needs to start the generation and acknowledge the command.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from conversations.llm.tokens import image_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message, UserQuota
-from conversations.services import limits, personal_keys, quotas
-from conversations.services.access import get_conversation_for_turn, get_message_for_user
+from conversations.services import answers, context, limits, personal_keys, quotas
+from conversations.services.access import get_conversation_for_turn, get_message_for_user, user_from_session
 from conversations.services.errors import EMPTY_MESSAGE, Busy, InvalidInput, NotFound
+from conversations.services.serialize import conversation_dict, message_dict
+
+logger = logging.getLogger(__name__)
 
 PARAM_KEYS = (
     "temperature",
@@ -205,9 +210,7 @@ def do_send_turn(
             if conversation.busy:
                 raise Busy(BUSY_MESSAGE)
         conversation.owner = user  # the same row, already loaded: spares the reservation a query
-        chat_model = resolve_model(model_pk, None if created else conversation, user)
-        user_limits = _limits(user)
-        limits.check_rate(user, user_limits)
+        chat_model, user_limits = _model_within_limits(user, None if created else conversation, model_pk)
         attachments = _claim_attachments(user, attachment_ids or [], chat_model)
         if params is not None:
             conversation.params = {k: v for k, v in params.items() if k in PARAM_KEYS}
@@ -231,19 +234,36 @@ def do_send_turn(
     return TurnStarted(conversation, assistant, user_message, created, attachments)
 
 
+def _reopen(user, message_id: str, role: str, refusal: str) -> tuple[Message, Conversation]:
+    """The opening checks of a regenerate or an edit (the caller holds a transaction): lock the user, find
+    their message of `role` (else `refusal`), and refuse while an answer is still being written there."""
+    limits.lock_user(user)
+    old = get_message_for_user(user, message_id)
+    if old.role != role:
+        raise InvalidInput(refusal)
+    conversation = old.conversation
+    _check_idle(conversation)
+    conversation.owner = user
+    return old, conversation
+
+
+def _model_within_limits(
+    user, conversation: Conversation | None, model_pk: int | None
+) -> tuple[ChatModel, quotas.Limits]:
+    """The turn's model, after the rate limit: what every turn checks before it writes."""
+    chat_model = resolve_model(model_pk, conversation, user)
+    user_limits = _limits(user)
+    limits.check_rate(user, user_limits)
+    return chat_model, user_limits
+
+
 def do_regenerate(user, message_id: str, model_pk: int | None = None) -> TurnStarted:
     """A new answer beside an existing one (a sibling), which becomes the active branch."""
     with transaction.atomic():
-        limits.lock_user(user)
-        old = get_message_for_user(user, message_id)
-        if old.role != Message.Role.ASSISTANT:
-            raise InvalidInput("Only answers can be regenerated.")
-        conversation = old.conversation
-        _check_idle(conversation)
-        conversation.owner = user
-        chat_model = resolve_model(model_pk, conversation, user)
-        user_limits = _limits(user)
-        limits.check_rate(user, user_limits)
+        old, conversation = _reopen(
+            user, message_id, Message.Role.ASSISTANT, "Only answers can be regenerated."
+        )
+        chat_model, user_limits = _model_within_limits(user, conversation, model_pk)
         images = list(old.parent.attachments.all()) if old.parent_id else []
         if images:
             _check_vision(chat_model)  # the question it answers has images
@@ -258,18 +278,12 @@ def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> Tu
     """An edited copy of a user message as a new branch, answered afresh. The original branch stays. The copy
     keeps the original's images, so its text may be empty if there are any."""
     with transaction.atomic():
-        limits.lock_user(user)
-        old = get_message_for_user(user, message_id)
-        if old.role != Message.Role.USER:
-            raise InvalidInput("Only your own messages can be edited.")
-        conversation = old.conversation
-        _check_idle(conversation)
+        old, conversation = _reopen(
+            user, message_id, Message.Role.USER, "Only your own messages can be edited."
+        )
         images = list(old.attachments.all())
         _check_not_empty(text, images)
-        conversation.owner = user
-        chat_model = resolve_model(model_pk, conversation, user)
-        user_limits = _limits(user)
-        limits.check_rate(user, user_limits)
+        chat_model, user_limits = _model_within_limits(user, conversation, model_pk)
         if images:
             _check_vision(chat_model)
         user_message = Message.objects.create(
@@ -307,32 +321,84 @@ def do_select_branch(user, message_id: str) -> Conversation:
     return conversation
 
 
-# --- Reading the tree -------------------------------------------------------------------------------------
+# --- A turn from the websocket, in one database call ----------------------------------------------------
 
 
-def load_messages(conversation: Conversation) -> list[Message]:
-    """Every message of the conversation, oldest first. One query."""
-    return list(conversation.messages.order_by("created_at", "id"))
+def turn_ack(turn: TurnStarted) -> dict:
+    """The new messages of a turn, for the acknowledgement frame."""
+    if turn.user_message is not None:
+        # Sent or edited: the answer is the only child of a message created in this turn.
+        assistant_siblings = [str(turn.assistant.public_id)]
+    else:
+        assistant_siblings = _siblings(turn.assistant)
+    ack = {
+        "conversation": conversation_dict(turn.conversation),
+        "created": turn.created_conversation,
+        "assistant_message": message_dict(turn.assistant, siblings=assistant_siblings),
+        "user_message": None,
+    }
+    if turn.user_message is not None:
+        user_siblings = (
+            [str(turn.user_message.public_id)] if turn.created_conversation else _siblings(turn.user_message)
+        )
+        ack["user_message"] = message_dict(
+            turn.user_message, siblings=user_siblings, attachments=turn.attachments
+        )
+    return ack
 
 
-def active_path(messages: list[Message], leaf_id: int | None) -> list[Message]:
-    """Root to `leaf_id` along parent links, in memory."""
-    by_pk = {m.pk: m for m in messages}
-    path: list[Message] = []
-    current = by_pk.get(leaf_id) if leaf_id is not None else None
-    while current is not None:
-        path.append(current)
-        current = by_pk.get(current.parent_id) if current.parent_id else None
-    path.reverse()
-    return path
+def _siblings(message: Message) -> list[str]:
+    return [
+        str(pid)
+        for pid in Message.objects.filter(
+            conversation_id=message.conversation_id, parent_id=message.parent_id
+        )
+        .order_by("created_at", "id")
+        .values_list("public_id", flat=True)
+    ]
 
 
-def history_for(
-    assistant: Message, conversation: Conversation | None = None
-) -> tuple[Conversation, list[Message]]:
-    """The conversation and the messages the answer `assistant` replies to (root to its parent). Pass the
-    conversation when it is already loaded (a turn just saved it): two queries instead of three."""
-    if conversation is None:
-        conversation = Conversation.objects.get(pk=assistant.conversation_id)
-    messages = list(conversation.messages.prefetch_related("attachments").order_by("created_at", "id"))
-    return conversation, active_path(messages, assistant.parent_id)
+@dataclass
+class StartedTurn:
+    """A saved turn, ready for its answer to start. `prepared` is None when the answer could not be prepared:
+    it was then saved as failed, and `failed_answer` is that message for its `end` frame."""
+
+    user: AbstractBaseUser
+    turn: TurnStarted
+    ack: dict
+    prepared: context.Prepared | None
+    failed_answer: dict | None = None
+
+
+def _save_turn(user, command: str, data: dict) -> TurnStarted:
+    match command:
+        case "send":
+            return do_send_turn(
+                user,
+                conversation_id=data["conversation"],
+                text=data["text"],
+                model_pk=data["model"],
+                params=data["params"],
+                system_prompt=data["system_prompt"],
+                attachment_ids=data["attachments"] or [],
+            )
+        case "regenerate":
+            return do_regenerate(user, data["message"], data["model"])
+        case "edit":
+            return do_edit(user, data["message"], data["text"], data["model"])
+    raise ValueError(f"not a turn command: {command}")
+
+
+def start_turn(session_key: str | None, command: str, data: dict) -> StartedTurn:
+    """A send, regenerate or edit command in one database call: re-check the session, save the turn, build
+    the acknowledgement and prepare the answer's request. One call because each hop to the database
+    thread costs time before the first token (and queues behind other sockets' work under load)."""
+    user = user_from_session(session_key)
+    turn = _save_turn(user, command, data)
+    ack = turn_ack(turn)
+    try:
+        prepared = context.prepare(turn.assistant, turn.conversation, owner=user)
+    except Exception as exc:  # the turn is saved; its answer ends at once with the reason
+        logger.exception("answer %s could not be prepared", turn.assistant.pk)
+        return StartedTurn(user, turn, ack, None, answers.fail(turn.assistant.pk, answers.start_error(exc)))
+    return StartedTurn(user, turn, ack, prepared)

@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from conversations.services import chat, library
+from conversations.services import library, transcript
 from conversations.services.errors import InvalidInput, NotFound, ServiceError
 
 STATUS = {NotFound: 404, InvalidInput: 400}
@@ -62,7 +62,7 @@ def conversations(request: HttpRequest) -> JsonResponse:
 @json_api
 def conversation(request: HttpRequest, conversation_id) -> JsonResponse:
     if request.method == "GET":
-        return JsonResponse(chat.snapshot(request.user, str(conversation_id)))
+        return JsonResponse(transcript.snapshot(request.user, str(conversation_id)))
     if request.method == "PATCH":
         return JsonResponse(
             library.update_conversation(request.user, str(conversation_id), _json_body(request))

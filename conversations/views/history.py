@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from conversations.services import chat, export, importers, library, search, sharing
+from conversations.services import export, importers, library, search, sharing, transcript
 from conversations.services.errors import InvalidInput
 from conversations.views.api import json_api
 
@@ -30,7 +30,7 @@ def older_messages(request: HttpRequest, conversation_id) -> JsonResponse:
     except ValueError as exc:
         raise InvalidInput("limit is a number.") from exc
     before = request.GET.get("before", "")
-    return JsonResponse(chat.older_messages(request.user, str(conversation_id), before, limit))
+    return JsonResponse(transcript.older_messages(request.user, str(conversation_id), before, limit))
 
 
 @require_POST

@@ -1,6 +1,6 @@
-"""Channel-layer group names and the envelope frames travel in.
+"""Channel-layer group names: who receives which frames (not Django's auth groups).
 
-Who receives what is decided here on purpose (a wrong group leaks private data):
+Decided here on purpose, since a wrong group leaks private data:
 - `conv.<conversation>`: sockets that opened that conversation, joined only after an ownership check;
 - `gen.<message>`: the one task generating that answer, for stop and sync requests;
 - `user.<id>`: every socket of one user, for sidebar updates such as new titles.
@@ -19,8 +19,3 @@ def generation_group(message_id: str) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
-
-
-def frame(payload: dict) -> dict:
-    """Wrap a websocket frame for the channel layer; consumers forward it from `chat_frame`."""
-    return {"type": "chat.frame", "frame": payload}

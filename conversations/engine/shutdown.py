@@ -2,8 +2,8 @@
 
 daphne runs Twisted's asyncio reactor, whose own SIGTERM handler stops the reactor at once: daphne cancels
 every connection's application and the process exits, leaving running answers "streaming" until another
-process's sweep marks them interrupted (their text only as fresh as the last checkpoint). Instead, the first
-generation of a daphne process takes over SIGTERM (`install`) and on the signal:
+process's sweep marks them interrupted (their text only as fresh as the last checkpoint). Instead, engine.start
+takes over SIGTERM in a daphne process (`install`), and on the signal:
 
 1. new turns are refused: their answers end at once with an error saying the server is restarting;
 2. running answers get up to CHAT_SHUTDOWN_GRACE seconds to finish normally, streaming to their sockets;
@@ -24,13 +24,16 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
+from channels.layers import get_channel_layer
 from django.conf import settings
+
+from conversations.engine import registry
 
 logger = logging.getLogger(__name__)
 
-RESTARTING_ERROR = "The server is restarting, so this answer was not started. Regenerate it in a moment."
 # After the grace period, how long the final saves of interrupted answers may take before we exit anyway
 # (an answer not saved by then stays "streaming" and is swept as interrupted from its last checkpoint).
 FINAL_SAVE_TIMEOUT = 10.0
@@ -39,49 +42,41 @@ FLUSH_DELAY = 0.2
 # How long to wait for the channel layer to bring the last frames back to this process's own sockets.
 DELIVERY_TIMEOUT = 2.0
 
-_installed_loops: set[int] = set()
-_draining = False
 _hurry: asyncio.Event | None = None
 
 
-def draining() -> bool:
-    """True once SIGTERM arrived: new turns must not start."""
-    return _draining
-
-
 def _daphne_loop() -> asyncio.AbstractEventLoop | None:
-    """The running loop if it is the one a running daphne (Twisted asyncio reactor) drives, else None."""
-    loop = asyncio.get_running_loop()
+    """The running loop if a running daphne drives it (Twisted's asyncio reactor, on the main thread), else
+    None. Twisted's reactor runs the main thread's asyncio loop: once it is running, that is ours."""
     reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is None or not getattr(reactor, "running", False):
+    if reactor is None or not reactor.running or threading.current_thread() is not threading.main_thread():
         return None
-    if getattr(reactor, "_asyncioEventloop", None) is not loop:
-        return None
-    return loop
+    return asyncio.get_running_loop()
 
 
-def install() -> None:
-    """Take over SIGTERM in this daphne process (idempotent; call from the event loop)."""
-    loop = asyncio.get_running_loop()
-    if id(loop) in _installed_loops or _daphne_loop() is None:
-        return
+def install() -> bool:
+    """Take over SIGTERM if this is a running daphne process (engine.start calls it once, on the event
+    loop). False outside daphne (tests, management commands): nothing is installed."""
+    loop = _daphne_loop()
+    if loop is None:
+        return False
     previous = signal.getsignal(signal.SIGTERM)  # Twisted's: stop the reactor
     try:
         loop.add_signal_handler(signal.SIGTERM, _on_sigterm, loop, previous)
     except (RuntimeError, ValueError):  # not the main thread: keep daphne's handling
         logger.warning("could not install the graceful SIGTERM handler", exc_info=True)
-        return
-    _installed_loops.add(id(loop))
+        return False
+    return True
 
 
 def _on_sigterm(loop: asyncio.AbstractEventLoop, previous) -> None:
-    global _draining, _hurry
-    if _draining:
+    global _hurry
+    if registry.draining():
         logger.warning("second SIGTERM: skipping the rest of the grace period")
         if _hurry is not None:
             _hurry.set()
         return
-    _draining = True
+    registry.begin_draining()
     _hurry = asyncio.Event()
     loop.create_task(_drain_then_exit(loop, previous, _hurry), name="graceful-shutdown")
 
@@ -100,17 +95,16 @@ async def _drain_then_exit(loop: asyncio.AbstractEventLoop, previous, hurry: asy
 
 async def drain(grace: float, hurry: asyncio.Event | None = None) -> None:
     """Let running generations finish within `grace` seconds, then save the rest as interrupted."""
-    from conversations.services.generation import RUNNING
-
+    running = registry.RUNNING
     deadline = time.monotonic() + grace
-    if RUNNING:
+    if running:
         logger.warning(
-            "SIGTERM: refusing new turns; %d answer(s) running get up to %.1fs to finish", len(RUNNING), grace
+            "SIGTERM: refusing new turns; %d answer(s) running get up to %.1fs to finish", len(running), grace
         )
     hurried = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
     try:
-        while RUNNING and (remaining := deadline - time.monotonic()) > 0:
-            waiting = {generation.task for generation in RUNNING.values() if generation.task is not None}
+        while running and (remaining := deadline - time.monotonic()) > 0:
+            waiting = {generation.task for generation in running.values() if generation.task is not None}
             if hurried is not None:
                 waiting.add(hurried)
             await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
@@ -119,7 +113,7 @@ async def drain(grace: float, hurry: asyncio.Event | None = None) -> None:
     finally:
         if hurried is not None:
             hurried.cancel()
-    late = list(RUNNING.values())
+    late = list(running.values())
     if not late:
         # Every answer ended in time, the last of them maybe a moment ago: its `end` frame may still be on its
         # way to this process's own sockets (through Redis, a round trip).
@@ -143,8 +137,6 @@ async def deliver_last_frames() -> None:
     Through Redis pub/sub a frame for a socket of this process travels there and back: the layer's
     `delivered` waits until everything published so far has come back and been taken by the consumers. Then
     FLUSH_DELAY for the consumers' writes to reach their transports (a loop turn or two)."""
-    from channels.layers import get_channel_layer
-
     delivered = getattr(get_channel_layer(), "delivered", None)
     if delivered is not None:
         try:

@@ -1,0 +1,156 @@
+"""The chat websocket. It authenticates the connection, parses each frame and hands it to engine/commands.py,
+and forwards the frames the channel layer brings, trimmed to what this client lacks.
+
+Every command re-checks the session (a user deactivated or logged out elsewhere is refused at once) and
+ownership (through the service layer). Errors become error frames; the socket stays usable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.serializers.json import DjangoJSONEncoder
+
+from conversations.engine import channel_groups, commands, frames, notify
+from conversations.engine.protocol import ProtocolError, parse_frame
+from conversations.services.errors import ServiceError, Unauthenticated
+
+logger = logging.getLogger(__name__)
+
+# One encoder for every frame (json.dumps(cls=...) would build one per frame, and frames are the hot path).
+ENCODE = DjangoJSONEncoder().encode
+
+# Application close codes (4000-4999 are ours): the browser can tell "log in again" from a network drop.
+CLOSE_UNAUTHENTICATED = 4401
+# Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
+SYNC_RETRY = 1.0
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        self.session_key: str | None = self.scope["session"].session_key
+        self.open_conversation: str | None = None
+        # Characters of each streaming message this client holds: frames are trimmed or dropped against it,
+        # so the client applies every character exactly once whatever order resume and live frames arrive in.
+        self.known: dict[str, int] = {}
+        self.sync_asked: dict[str, float] = {}  # message id -> when this socket last asked for the rest
+        await self.accept()
+        await self.channel_layer.group_add(channel_groups.user_group(user.pk), self.channel_name)
+        await self.reply(frames.hello())
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "user", None) is None:
+            return
+        await self.channel_layer.group_discard(channel_groups.user_group(self.user.pk), self.channel_name)
+        await self._leave()
+
+    async def reply(self, frame: frames.Frame) -> None:
+        """A frame to this socket's own client."""
+        await self.send(text_data=ENCODE(frame))
+
+    # --- receiving --------------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            command = parse_frame(text_data, bytes_data)
+        except ProtocolError as exc:
+            await self.reply(frames.error(exc.code, exc.message, exc.ref))
+            return
+        if command.type == "ping":
+            await self.reply(frames.pong(command.data["id"]))
+            return
+        try:
+            await commands.run(self, command)
+        except Unauthenticated as exc:
+            await self.reply(frames.error(exc.code, exc.message, command.ref))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+        except ServiceError as exc:
+            await self.reply(frames.error(exc.code, exc.message, command.ref))
+        except Exception:
+            logger.exception("websocket command %s failed", command.type)
+            await self.reply(
+                frames.error("server_error", "Something went wrong on the server. Try again.", command.ref)
+            )
+
+    # --- what commands do to this socket ----------------------------------------------------------------
+
+    async def join(self, conversation_id: str) -> None:
+        """Receive this conversation's frames (the caller checked ownership), leaving any other."""
+        if self.open_conversation == conversation_id:
+            return
+        await self._leave()
+        self.open_conversation = conversation_id
+        await self.channel_layer.group_add(
+            channel_groups.conversation_group(conversation_id), self.channel_name
+        )
+
+    async def _leave(self) -> None:
+        if self.open_conversation:
+            await self.channel_layer.group_discard(
+                channel_groups.conversation_group(self.open_conversation), self.channel_name
+            )
+        self.open_conversation = None
+        self.known.clear()
+
+    def expect(self, message_id: str) -> None:
+        """A new answer this client starts from nothing."""
+        self.known[message_id] = 0
+
+    def forget_answers(self) -> None:
+        """A fresh snapshot went out: what the client held before no longer counts."""
+        self.known = {}
+
+    async def catch_up(self, message_id: str, offset: int) -> None:
+        """The client holds `offset` characters of a streaming answer: ask its generator for the rest."""
+        self.known[message_id] = offset
+        await self._ask_for_rest(message_id, offset)
+
+    async def _ask_for_rest(self, message_id: str, offset: int) -> None:
+        self.sync_asked[message_id] = time.monotonic()
+        await notify.ask_for_rest(message_id, self.channel_name, offset)
+
+    # --- frames from the channel layer -----------------------------------------------------------------
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels (4.2+) hops to Django's one database thread before every handler to run
+        # close_old_connections. Here that hop is wasted: frames never touch the database, and commands reach
+        # it only through database_sync_to_async, which does the same itself. Worse, every delta of every
+        # answer would queue on that thread behind the turns and checkpoints being saved (seconds under load).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def chat_frame(self, event: dict) -> None:
+        frame = event["frame"]
+        kind = frame.get("type")
+        if kind == "delta":
+            message_id, offset, text = frame["message"], frame["offset"], frame["text"]
+            have = self.known.get(message_id)
+            if have is None:  # an answer started elsewhere after we opened the conversation
+                have = self.known[message_id] = 0
+            if offset > have:
+                # A gap: the socket opened mid-answer, or the channel layer lost a frame (channels-redis can,
+                # when a receive is cancelled). The generator's reply to a sync covers it, in order with the
+                # live frames; ask unless this socket asked a moment ago.
+                if time.monotonic() - self.sync_asked.get(message_id, -SYNC_RETRY) >= SYNC_RETRY:
+                    await self._ask_for_rest(message_id, have)
+                return
+            if offset < have:
+                text = text[have - offset :]
+                if not text:
+                    return
+                frame = {**frame, "offset": have, "text": text}
+            self.known[message_id] = have + len(text)
+        elif kind == "end":
+            self.known.pop(frame["message"]["id"], None)
+            self.sync_asked.pop(frame["message"]["id"], None)
+        await self.reply(frame)

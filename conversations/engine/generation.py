@@ -1,0 +1,275 @@
+"""Running an answer: stream it from the provider, fan it out to every open tab, save it, survive faults.
+
+A generation is an asyncio task owned by the process, not by the socket that asked for it, so closing the
+tab does not stop the answer. While it runs:
+
+- text is coalesced into `delta` frames, each carrying the message id and the character offset it starts
+  at, sent to the conversation's group. The first text goes out at once (time to first token); after that
+  at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS), an interval stretched
+  under load so that the whole process sends at most PROCESS_FRAMES_PER_SECOND frames: a frame costs the
+  same CPU whatever its size, so many concurrent answers get fewer, larger frames instead of a backlog;
+- the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL, never per token, without
+  holding up the frames;
+- it listens on its own control group (`gen.<message>`) for `stop` and `sync` requests from any socket in
+  any process. A `sync` is answered with the text the asker lacks, sent in order with the live frames, which
+  is what makes resume exact.
+
+Offsets count Unicode code points (Python `len`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+
+from conversations.engine import channel_groups, frames, notify, registry, titles
+from conversations.llm import errors as llm_errors
+from conversations.llm.client import ClientConfig, open_stream
+from conversations.llm.events import Finish, RefusalDelta, Started, StreamResult, TextDelta, Usage
+from conversations.models import Message
+from conversations.services import answers
+from conversations.services.answers import Outcome
+from conversations.services.context import Prepared
+
+logger = logging.getLogger(__name__)
+
+# Frames a second for all the answers of one process together (see the module docstring), about half a core
+# of frame handling (bench/load.py): with the in-memory layer a frame costs about 0.25 ms of CPU; through
+# Redis pub/sub (engine/layers.py) about 0.15 ms more for publishing and receiving it. Below budget
+# times CHAT_FRAME_INTERVAL concurrent answers, every answer gets frames at that interval.
+PROCESS_FRAMES_PER_SECOND = {"in-memory": 2000, "redis": 1500}
+
+TEXT_EVENTS = (TextDelta, RefusalDelta)  # the events whose text is the answer's
+
+# How long a generation waits for its listener to take the "done" message before cancelling it anyway.
+LISTENER_STOP_TIMEOUT = 5.0
+
+
+def frame_interval(layer) -> float:
+    """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL, longer when many answers run."""
+    budget = PROCESS_FRAMES_PER_SECOND["in-memory" if isinstance(layer, InMemoryChannelLayer) else "redis"]
+    return max(settings.CHAT_FRAME_INTERVAL, len(registry.RUNNING) / budget)
+
+
+def start(prepared: Prepared) -> asyncio.Task:
+    """Start answering the placeholder `prepared.message` in the background. Call from the event loop."""
+    generation = Generation(prepared)
+    task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_pk}")
+    generation.task = task
+    registry.RUNNING[prepared.message_pk] = generation
+    task.add_done_callback(lambda _t: registry.RUNNING.pop(prepared.message_pk, None))
+    return task
+
+
+class Generation:
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+        self.message_pk = prepared.message_pk
+        self.message_id = prepared.message_id
+        self.conversation_id = prepared.conversation_id
+        self.task: asyncio.Task | None = None
+        self.layer = get_channel_layer()
+        self.control_channel = ""
+        self.sent_text = ""  # broadcast so far
+        self.pending: list[str] = []  # received, not yet broadcast
+        self.pending_chars = 0
+        self.lock = asyncio.Lock()  # one frame at a time: keeps sync replies in order with live frames
+        self.loop = asyncio.get_running_loop()
+        self.last_flush = -float("inf")  # loop time the last frame was cut: the first text goes out at once
+        self.flush_timer: asyncio.TimerHandle | None = None  # the next coalesced frame, when one is due
+        self.flush_tasks: set[asyncio.Task] = set()
+        self.reader: asyncio.Task | None = None
+        self.result: StreamResult | None = None  # the provider's side of the answer, once a stream opened
+        self.stop_requested = False
+        self.shutdown_requested = False
+        self.finished = False
+        self.frame_max_chars = settings.CHAT_FRAME_MAX_CHARS  # read per token: not through the settings proxy
+
+    # --- text and frames --------------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return self.sent_text + "".join(self.pending)
+
+    def _add_text(self, text: str) -> bool:
+        """Queue streamed text. True: flush now (the first text, or a full frame); else a timer will."""
+        self.pending.append(text)
+        self.pending_chars += len(text)
+        if self.pending_chars >= self.frame_max_chars:
+            return True
+        if self.flush_timer is None:
+            wait = self.last_flush + frame_interval(self.layer) - self.loop.time()
+            if wait <= 0:
+                return True
+            self.flush_timer = self.loop.call_later(wait, self._flush_later)
+        return False
+
+    def _flush_later(self) -> None:
+        self.flush_timer = None
+        if self.pending and not self.finished:
+            task = self.loop.create_task(self._flush())
+            self.flush_tasks.add(task)
+            task.add_done_callback(self.flush_tasks.discard)
+
+    async def _flush(self) -> None:
+        async with self.lock:
+            if not self.pending:
+                return
+            if self.flush_timer is not None:
+                self.flush_timer.cancel()
+                self.flush_timer = None
+            chunk = "".join(self.pending)
+            offset = len(self.sent_text)
+            self.pending.clear()
+            self.pending_chars = 0
+            self.sent_text += chunk
+            self.last_flush = self.loop.time()
+            await notify.to_conversation(
+                self.conversation_id, frames.delta(self.conversation_id, self.message_id, offset, chunk)
+            )
+
+    async def _answer_sync(self, reply_to: str, offset: int) -> None:
+        async with self.lock:
+            offset = max(0, min(offset, len(self.sent_text)))
+            frame = frames.delta(self.conversation_id, self.message_id, offset, self.sent_text[offset:])
+            try:
+                await notify.to_socket(reply_to, frame)
+            except ChannelFull:  # that socket is far behind; it asks again at its next gap
+                logger.warning(
+                    "sync reply for answer %s dropped: the asking socket's channel is full", self.message_pk
+                )
+
+    async def _end(self, message: dict) -> None:
+        await notify.to_conversation(self.conversation_id, frames.end(self.conversation_id, message))
+
+    # --- background helpers ----------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Save the partial text and the heartbeat every CHAT_CHECKPOINT_INTERVAL until the stream ends."""
+        while True:
+            await asyncio.sleep(settings.CHAT_CHECKPOINT_INTERVAL)
+            await database_sync_to_async(answers.save_checkpoint)(self.message_pk, self.text)
+
+    async def _start_listening(self) -> asyncio.Task:
+        """Subscribe to stop and sync requests (before anything slow, so an early Stop is not lost)."""
+        self.control_channel = await self.layer.new_channel()
+        await self.layer.group_add(channel_groups.generation_group(self.message_id), self.control_channel)
+        return asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        """Stop and sync requests, from any socket in any process, until `_stop_listening`."""
+        while True:
+            message = await self.layer.receive(self.control_channel)
+            kind = message.get("type")
+            if kind == "gen.done":
+                return
+            if kind == "gen.stop":
+                self.stop_requested = True
+                if self.reader is not None:
+                    self.reader.cancel()
+            elif kind == "gen.sync" and isinstance(message.get("reply_to"), str):
+                try:
+                    await self._answer_sync(message["reply_to"], int(message.get("offset") or 0))
+                except Exception:  # a bad request must not end the listener: Stop still has to work
+                    logger.exception("sync request for answer %s failed", self.message_pk)
+
+    async def _stop_listening(self, listener: asyncio.Task) -> None:
+        """Leave the control group and end the listener with a message, not by cancelling it: a cancelled
+        channels-redis receive() can drop a message it already popped for another socket of this process
+        (django/channels_redis#366), which that socket would see as a gap."""
+        await self.layer.group_discard(channel_groups.generation_group(self.message_id), self.control_channel)
+        if not listener.done():
+            with contextlib.suppress(Exception):
+                await notify.end_listener(self.control_channel)
+                await asyncio.wait({listener}, timeout=LISTENER_STOP_TIMEOUT)
+        if not listener.done():
+            listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        discard_channel = getattr(self.layer, "discard_channel", None)  # Redis pub/sub: unsubscribe it
+        if discard_channel is not None:
+            with contextlib.suppress(Exception):
+                await discard_channel(self.control_channel)
+
+    def interrupt(self) -> None:
+        """The process is shutting down: stop reading and save the answer as interrupted, text kept."""
+        self.shutdown_requested = True
+        if self.reader is not None:
+            self.reader.cancel()
+
+    # --- the run ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if registry.draining():  # SIGTERM arrived: start nothing new in a process about to exit
+            failed = await database_sync_to_async(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
+            await self._end(failed)
+            return
+        started = time.monotonic()
+        listener = await self._start_listening()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            self.reader = asyncio.create_task(self._read())
+            if self.stop_requested or self.shutdown_requested:  # arrived while we subscribed
+                self.reader.cancel()
+            try:
+                outcome = await self.reader
+            except asyncio.CancelledError:
+                if self.stop_requested:
+                    outcome = Outcome(Message.Status.CANCELLED, finish_reason="stopped")
+                elif self.shutdown_requested:  # SIGTERM's grace period is over: save what we have
+                    outcome = Outcome(Message.Status.INTERRUPTED, "interrupted", answers.INTERRUPTED_ERROR)
+                else:
+                    raise  # cancelled from outside: leave it to the sweep (interrupted)
+        finally:
+            self.finished = True
+            if self.flush_timer is not None:
+                self.flush_timer.cancel()
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, *self.flush_tasks, return_exceptions=True)
+            await self._stop_listening(listener)
+        await self._flush()
+        duration = time.monotonic() - started
+        final = await database_sync_to_async(answers.finish)(
+            self.text, outcome, self.result, self.prepared, duration
+        )
+        await self._end(final)
+        if self.prepared.needs_title and outcome.status == Message.Status.COMPLETE:
+            await titles.write_title(self.prepared, self.result)
+
+    async def _read(self) -> Outcome:
+        prepared = self.prepared
+        try:
+            async with open_stream(
+                prepared.request, prepared.routes, config=ClientConfig.from_settings()
+            ) as stream:
+                self.result = stream.result
+                async for event in stream:
+                    if type(event) in TEXT_EVENTS:
+                        if self._add_text(event.text):
+                            await self._flush()
+                    elif isinstance(event, Started):
+                        await notify.to_conversation(
+                            self.conversation_id,
+                            frames.status(self.conversation_id, self.message_id, Message.Status.STREAMING,
+                                          event.provider_name, event.model_id),
+                        )  # fmt: skip
+                    elif isinstance(event, Finish | Usage):
+                        pass  # both end up in stream.result
+                result = stream.result
+        except llm_errors.LLMError as exc:
+            logger.warning("generation %s failed: %s", self.message_pk, exc)
+            reason = "truncated" if isinstance(exc, llm_errors.UpstreamTruncated) else ""
+            return Outcome(Message.Status.ERROR, finish_reason=reason, error=exc.user_message)
+        if result.truncated:
+            return Outcome(
+                Message.Status.ERROR,
+                finish_reason="truncated",
+                error="The connection to the provider ended before the answer was complete.",
+            )
+        return Outcome(Message.Status.COMPLETE, finish_reason=result.finish_reason or "stop")

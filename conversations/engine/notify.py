@@ -1,0 +1,56 @@
+"""The one module that sends through the channel layer: frames to sockets, and requests to generations.
+
+Frames (engine/frames.py) travel in an envelope that consumers forward from `chat_frame`. Addresses are the
+groups of engine/channel_groups.py, or one socket's own channel (a generation's reply to a `sync`, which
+must stay in order with the live frames of the same generation: both leave from the same process, and
+both layers keep one sender's order).
+
+Control messages (`gen.stop`, `gen.sync`, `gen.done`) go to a generation's control group or channel; the
+generation's listener (engine/generation.py) receives them.
+"""
+
+from __future__ import annotations
+
+from channels.layers import get_channel_layer
+
+from conversations.engine import channel_groups
+from conversations.engine.frames import Frame
+
+FRAME = "chat.frame"  # the consumer's handler: ChatConsumer.chat_frame
+
+
+def _envelope(frame: Frame) -> dict:
+    return {"type": FRAME, "frame": frame}
+
+
+async def to_conversation(conversation_id: str, frame: Frame) -> None:
+    """Every socket, in any process, that has the conversation open."""
+    await get_channel_layer().group_send(channel_groups.conversation_group(conversation_id), _envelope(frame))
+
+
+async def to_user(user_id: int, frame: Frame) -> None:
+    """Every socket of one user (sidebar updates)."""
+    await get_channel_layer().group_send(channel_groups.user_group(user_id), _envelope(frame))
+
+
+async def to_socket(channel_name: str, frame: Frame) -> None:
+    """One socket. Raises channels.exceptions.ChannelFull when that socket is far behind (in-memory layer)."""
+    await get_channel_layer().send(channel_name, _envelope(frame))
+
+
+async def stop_generation(message_id: str) -> None:
+    """Ask whichever process runs this answer to stop it (nothing happens if none does)."""
+    await get_channel_layer().group_send(channel_groups.generation_group(message_id), {"type": "gen.stop"})
+
+
+async def ask_for_rest(message_id: str, reply_to: str, offset: int) -> None:
+    """Ask the generator of `message_id` to send socket `reply_to` the text from `offset` on."""
+    await get_channel_layer().group_send(
+        channel_groups.generation_group(message_id),
+        {"type": "gen.sync", "reply_to": reply_to, "offset": offset},
+    )
+
+
+async def end_listener(control_channel: str) -> None:
+    """Tell a generation's own listener to return (rather than cancelling its receive: see generation.py)."""
+    await get_channel_layer().send(control_channel, {"type": "gen.done"})
