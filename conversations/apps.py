@@ -9,5 +9,5 @@ class ConversationsConfig(AppConfig):
         # Signal receivers: the audit of account activation, and folding a deleted conversation's usage
         # into DeletedUsage so quotas and the usage dashboard keep counting it; deleting an image's file
         # with its last row; the engine's database thread keeping its connection.
-        from conversations.engine import db_thread  # noqa: F401
+        from conversations.engine import db_threads  # noqa: F401
         from conversations.services import audit, uploads, usage  # noqa: F401

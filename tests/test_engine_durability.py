@@ -8,7 +8,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
+from conversations import engine
 from conversations.engine import generation, registry, sweeper
+from conversations.engine.db_threads import on_saves_thread
 from conversations.models import Message
 from conversations.services.context import prepare
 from conversations.services.turns import do_send_turn
@@ -21,7 +23,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def start_answer(turn, owner):
-    """Start the answer of a turn saved with do_send_turn, as the websocket command does."""
+    """Start the answer of a turn saved with do_send_turn, as the websocket command does (in a process whose
+    engine started: checkpoints run)."""
+    engine.start()
     return generation.start(await sync_to_async(prepare)(turn.assistant, turn.conversation, owner))
 
 
@@ -126,8 +130,9 @@ async def test_a_500_token_answer_costs_a_handful_of_database_writes(upstream, a
             writes.append(sql)
         return execute(sql, params, many, context)
 
-    # Every ORM call of the engine runs on asgiref's single sync thread: count on that thread's connection.
+    # Every ORM call of the engine runs on one of its two database threads: count on both connections.
     await sync_to_async(lambda: connection.execute_wrappers.append(count_writes))()
+    await on_saves_thread(lambda: connection.execute_wrappers.append(count_writes))()
     try:
         answer = " ".join(f"t{i}" for i in range(500))
         upstream.enqueue(Reply(text=answer, token_delay=0.001), Reply(text="A title"))
@@ -135,6 +140,7 @@ async def test_a_500_token_answer_costs_a_handful_of_database_writes(upstream, a
         await (await start_answer(turn, alice))
     finally:
         await sync_to_async(lambda: connection.execute_wrappers.remove(count_writes))()
+        await on_saves_thread(lambda: connection.execute_wrappers.remove(count_writes))()
 
     message = await Message.objects.aget(pk=turn.assistant.pk)
     assert message.status == "complete" and message.content == answer

@@ -8,8 +8,9 @@ tab does not stop the answer. While it runs:
   at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS), an interval stretched
   under load so that the whole process sends at most PROCESS_FRAMES_PER_SECOND frames: a frame costs the
   same CPU whatever its size, so many concurrent answers get fewer, larger frames instead of a backlog;
-- the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL, never per token, without
-  holding up the frames;
+- the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL with every other running answer's
+  (engine/checkpoints.py), never per token, without holding up the frames; the final save runs on the
+  answer-saves thread (engine/db_threads.py), never behind a burst of new turns;
 - it listens on its own control group (`gen.<message>`) for `stop` and `sync` requests from any socket in
   any process. A `sync` is answered with the text the asker lacks, sent in order with the live frames, which
   is what makes resume exact.
@@ -24,12 +25,12 @@ import contextlib
 import logging
 import time
 
-from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from conversations.engine import channel_groups, frames, notify, registry, titles
+from conversations.engine.db_threads import on_saves_thread
 from conversations.llm import errors as llm_errors
 from conversations.llm.client import ClientConfig, open_stream
 from conversations.llm.events import Finish, RefusalDelta, Started, StreamResult, TextDelta, Usage
@@ -151,11 +152,10 @@ class Generation:
 
     # --- background helpers ----------------------------------------------------------------------------
 
-    async def _heartbeat(self) -> None:
-        """Save the partial text and the heartbeat every CHAT_CHECKPOINT_INTERVAL until the stream ends."""
-        while True:
-            await asyncio.sleep(settings.CHAT_CHECKPOINT_INTERVAL)
-            await database_sync_to_async(answers.save_checkpoint)(self.message_pk, self.text)
+    @property
+    def streaming(self) -> bool:
+        """Reading from the provider: engine/checkpoints.py saves its text with the others' every interval."""
+        return self.reader is not None and not self.finished
 
     async def _start_listening(self) -> asyncio.Task:
         """Subscribe to stop and sync requests (before anything slow, so an early Stop is not lost)."""
@@ -207,12 +207,11 @@ class Generation:
 
     async def run(self) -> None:
         if registry.draining():  # SIGTERM arrived: start nothing new in a process about to exit
-            failed = await database_sync_to_async(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
+            failed = await on_saves_thread(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
             await self._end(failed)
             return
         started = time.monotonic()
         listener = await self._start_listening()
-        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             self.reader = asyncio.create_task(self._read())
             if self.stop_requested or self.shutdown_requested:  # arrived while we subscribed
@@ -230,12 +229,11 @@ class Generation:
             self.finished = True
             if self.flush_timer is not None:
                 self.flush_timer.cancel()
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, *self.flush_tasks, return_exceptions=True)
+            await asyncio.gather(*self.flush_tasks, return_exceptions=True)
             await self._stop_listening(listener)
         await self._flush()
         duration = time.monotonic() - started
-        final = await database_sync_to_async(answers.finish)(
+        final = await on_saves_thread(answers.finish)(
             self.text, outcome, self.result, self.prepared, duration
         )
         await self._end(final)

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
 from conversations.llm import errors as llm_errors
@@ -50,11 +51,19 @@ def fail(message_pk: int, error: str) -> dict:
     return message_dict(Message.objects.select_related("parent").get(pk=message_pk))
 
 
-def save_checkpoint(message_pk: int, text: str) -> None:
-    """The partial text and a fresh heartbeat (a live answer is never swept)."""
+def save_checkpoints(texts: dict[int, str]) -> None:
+    """The partial text of each running answer (by message pk) and a fresh heartbeat, in one statement: a live
+    answer is never swept. Answers that ended meanwhile are left alone."""
     now = timezone.now()
-    Message.objects.filter(pk=message_pk, status__in=Message.ACTIVE_STATUSES).update(
-        content=text, status=Message.Status.STREAMING, heartbeat_at=now, updated_at=now
+    Message.objects.filter(pk__in=texts, status__in=Message.ACTIVE_STATUSES).update(
+        content=Case(
+            *(When(pk=pk, then=Value(text)) for pk, text in texts.items()),
+            default=F("content"),
+            output_field=TextField(),
+        ),
+        status=Message.Status.STREAMING,
+        heartbeat_at=now,
+        updated_at=now,
     )
 
 
