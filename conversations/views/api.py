@@ -1,39 +1,18 @@
 """JSON endpoints the chat page uses besides the websocket: the sidebar, conversation settings, models.
 
-Thin: parse, call the service layer, answer. Errors from the service layer become JSON with a status.
+Thin: parse, call the service layer, answer. Service errors become JSON answers through views/errors.py.
 """
 
 from __future__ import annotations
 
 import json
-from functools import wraps
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from conversations.services import chat, library
-from conversations.services.errors import InvalidInput, NotFound, ServiceError
-
-STATUS = {NotFound: 404, InvalidInput: 400}
-
-
-def json_api(view):
-    """Log-in required (401 JSON, not a redirect) and service errors as JSON."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return JsonResponse(
-                {"error": {"code": "unauthenticated", "message": "Log in again."}}, status=401
-            )
-        try:
-            return view(request, *args, **kwargs)
-        except ServiceError as exc:
-            status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
-            return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=status)
-
-    return wrapper
+from conversations.services.errors import InvalidInput
+from conversations.views.errors import json_api
 
 
 def _json_body(request: HttpRequest) -> dict:
@@ -72,6 +51,6 @@ def conversation(request: HttpRequest, conversation_id) -> JsonResponse:
 
 
 @require_GET
-@login_required
+@json_api
 def models(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"models": library.available_models(request.user)})

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from conversations.services import chat, export, importers, library, search, sharing
 from conversations.services.errors import InvalidInput
-from conversations.views.api import json_api
+from conversations.views.errors import json_api
 
 
 @require_GET
