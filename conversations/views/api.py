@@ -1,4 +1,5 @@
-"""JSON endpoints the chat page uses besides the websocket: the sidebar, conversation settings, models.
+"""JSON endpoints the chat page uses besides the websocket: the sidebar (list, rename / pin / archive, delete and
+its Undo), a conversation's snapshot, the models.
 
 Thin: parse, call the service layer, answer. Service errors become JSON answers through views/errors.py.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from conversations.services import chat, library
 from conversations.services.errors import InvalidInput
@@ -48,6 +49,12 @@ def conversation(request: HttpRequest, conversation_id) -> JsonResponse:
         )
     library.delete_conversation(request.user, str(conversation_id))
     return JsonResponse({"deleted": str(conversation_id)})
+
+
+@require_POST
+@json_api
+def restore(request: HttpRequest, conversation_id) -> JsonResponse:
+    return JsonResponse(library.restore_conversation(request.user, str(conversation_id)))
 
 
 @require_GET
