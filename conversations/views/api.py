@@ -11,7 +11,7 @@ import json
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from conversations.services import chat, library
+from conversations.services import chat, sidebar
 from conversations.services.errors import InvalidInput
 from conversations.views.errors import json_api
 
@@ -29,7 +29,7 @@ def _json_body(request: HttpRequest) -> dict:
 @require_GET
 @json_api
 def conversations(request: HttpRequest) -> JsonResponse:
-    page = library.list_conversations(
+    page = sidebar.list_conversations(
         request.user,
         cursor=request.GET.get("cursor") or None,
         query=request.GET.get("q", "").strip()[:200],
@@ -45,19 +45,19 @@ def conversation(request: HttpRequest, conversation_id) -> JsonResponse:
         return JsonResponse(chat.snapshot(request.user, str(conversation_id)))
     if request.method == "PATCH":
         return JsonResponse(
-            library.update_conversation(request.user, str(conversation_id), _json_body(request))
+            sidebar.update_conversation(request.user, str(conversation_id), _json_body(request))
         )
-    library.delete_conversation(request.user, str(conversation_id))
+    sidebar.delete_conversation(request.user, str(conversation_id))
     return JsonResponse({"deleted": str(conversation_id)})
 
 
 @require_POST
 @json_api
 def restore(request: HttpRequest, conversation_id) -> JsonResponse:
-    return JsonResponse(library.restore_conversation(request.user, str(conversation_id)))
+    return JsonResponse(sidebar.restore_conversation(request.user, str(conversation_id)))
 
 
 @require_GET
 @json_api
 def models(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": library.available_models(request.user)})
+    return JsonResponse({"models": sidebar.available_models(request.user)})
