@@ -125,6 +125,16 @@ def test_invalid_input_is_400(client, alice):
     }
 
 
+def test_an_import_over_the_limit_is_400_and_imports_nothing(client, alice, settings):
+    settings.CHAT_IMPORT_MAX_BYTES = 1_000_000
+    client.force_login(alice)
+    big = SimpleUploadedFile("conversations.json", b"[" + b" " * 1_000_000 + b"]", "application/json")
+    response = client.post("/api/imports", {"file": big})
+    assert response.status_code == 400
+    assert error_of(response) == {"code": "invalid", "message": "That file is larger than 1 MB."}
+    assert not Conversation.objects.exists()
+
+
 def test_a_file_that_is_not_an_image_is_400_with_its_own_code(client, alice, media):
     client.force_login(alice)
     response = upload(client, b"<svg onload='alert(1)'></svg>")

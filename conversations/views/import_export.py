@@ -3,7 +3,6 @@ Import / export page. Thin: parse, call services/export.py or services/importers
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -40,8 +39,7 @@ def import_start(request: HttpRequest) -> JsonResponse:
     upload = request.FILES.get("file")
     if upload is None:
         raise InvalidInput("Choose a file to import.")
-    if upload.size > settings.CHAT_IMPORT_MAX_BYTES:
-        raise InvalidInput(f"That file is larger than {settings.CHAT_IMPORT_MAX_BYTES // 1_000_000} MB.")
+    importers.check_size(upload.size)
     job = importers.start_import(request.user, upload.read())
     return JsonResponse(importers.job_status(request.user, str(job.public_id)), status=202)
 
