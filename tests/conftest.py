@@ -6,6 +6,7 @@
   must be `@pytest.mark.django_db(transaction=True)` so what they create is committed and visible to it.
   Transactional tests empty every table afterwards, the seeded model catalog included: tests create the
   providers and models they need (see `sim_model`).
+- `crashable_daphne` is a daphne of the test's own, to kill and start again (same rules).
 - Browser tests are marked `browser` and run last: Playwright's sync API keeps an event loop running in the
   main thread, which would break every later async test.
 
@@ -220,6 +221,19 @@ def gpt4(sim_provider):
 @pytest.fixture(scope="session")
 def live_server_daphne(django_db_setup, tmp_path_factory):
     server = DaphneServer(tmp_path_factory.mktemp("daphne"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def crashable_daphne(django_db_setup, tmp_path):
+    """A daphne of its own for one test, to kill (`kill()`, a crash) and start again, with short heartbeat,
+    checkpoint and sweep intervals so an answer it was writing is found interrupted within seconds."""
+    server = DaphneServer(
+        tmp_path,
+        {"CHAT_STALE_AFTER": "1.5", "CHAT_CHECKPOINT_INTERVAL": "0.2", "CHAT_SWEEP_INTERVAL": "0.5"},
+    )
     server.start()
     yield server
     server.stop()

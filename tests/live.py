@@ -39,6 +39,17 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Call `predicate` until it returns something true, and return that; fail the test after `timeout` s.
+    For what another process or thread does in its own time (a live daphne, a channel layer, a checkpoint)."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() >= deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+    return value
+
+
 def database_url_for_tests() -> str:
     """The URL of the database pytest-django created, so the subprocess sees what the tests commit."""
     db = connection.settings_dict

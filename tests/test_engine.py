@@ -10,22 +10,13 @@ import pytest
 from conversations.models import Conversation, Message
 from conversations.testing.upstream import Fault, Reply, split_tokens
 from tests.conftest import session_cookie_for
+from tests.live import wait_until
 from tests.wsclient import ChatSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Multi-byte characters on purpose: offsets must agree between server and client.
 ANSWER = "".join(f"Wörd{i} 世界 " if i % 7 == 0 else f"word{i} " for i in range(80)) + "🎉 done."
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def chat_requests(sim):

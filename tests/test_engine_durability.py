@@ -16,7 +16,6 @@ from conversations.services.context import prepare
 from conversations.services.turns import do_send_turn
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
-from tests.live import DaphneServer
 from tests.wsclient import ChatSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,17 +29,6 @@ async def start_answer(turn, owner):
 
 
 LONG_ANSWER = " ".join(f"token{i}" for i in range(400))
-
-
-@pytest.fixture
-def crashable_daphne(django_db_setup, tmp_path):
-    server = DaphneServer(
-        tmp_path,
-        {"CHAT_STALE_AFTER": "1.5", "CHAT_CHECKPOINT_INTERVAL": "0.2", "CHAT_SWEEP_INTERVAL": "0.5"},
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_an_answer_cut_by_a_killed_process_is_marked_interrupted_with_its_text(

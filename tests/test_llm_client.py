@@ -47,8 +47,8 @@ from conversations.llm.errors import (
     NetworkError,
     NoRouteAvailable,
     ProviderMisconfigured,
+    ProviderRateLimited,
     QuotaExceeded,
-    RateLimited,
     RequestTooLarge,
     StallTimeout,
     TotalTimeout,
@@ -266,7 +266,7 @@ async def test_x_should_retry_false_stops_retries(upstream):
 async def test_rate_limits_are_retried_then_reported(upstream):
     upstream.default = Reply(fault=Fault.RATE_LIMIT)
     _, _, error = await collect([make_route(upstream)])
-    assert isinstance(error, RateLimited)
+    assert isinstance(error, ProviderRateLimited)
     assert len(upstream.chat_requests) == 3
 
 
@@ -292,7 +292,7 @@ async def test_a_retry_after_longer_than_the_maximum_is_not_waited_for(upstream)
     upstream.default = Reply(fault=Fault.RATE_LIMIT, retry_after=3600)
     started = time.monotonic()
     _, _, error = await collect([make_route(upstream)])
-    assert isinstance(error, RateLimited)
+    assert isinstance(error, ProviderRateLimited)
     assert "Wait about 3600 seconds" in error.user_message
     assert len(upstream.chat_requests) == 1
     assert time.monotonic() - started < 1

@@ -18,8 +18,8 @@ from conversations.llm.errors import (
     JSONModeNeedsJSONWord,
     ModelNotFound,
     PermissionDenied,
+    ProviderRateLimited,
     QuotaExceeded,
-    RateLimited,
     RequestTooLarge,
     UpstreamError,
     error_from_response,
@@ -42,7 +42,7 @@ def openai_error(message: str, type_: str = "invalid_request_error", code: str |
             openai_error("You exceeded your current quota", "insufficient_quota", "insufficient_quota"),
             QuotaExceeded,
         ),
-        (429, openai_error("Rate limit reached", "requests", "rate_limit_exceeded"), RateLimited),
+        (429, openai_error("Rate limit reached", "requests", "rate_limit_exceeded"), ProviderRateLimited),
         (
             403,
             openai_error("Country, region, or territory not supported", code="unsupported_country"),
@@ -128,7 +128,7 @@ def test_a_missing_retired_model_says_when_openai_retired_it_and_what_to_use(mod
 def test_request_errors_do_not_fall_back_but_account_errors_do():
     assert not ContextTooLong().fallback and not BadRequest().fallback and not RequestTooLarge().fallback
     assert InvalidAPIKey().fallback and QuotaExceeded().fallback and ModelNotFound().fallback
-    assert UpstreamError().retryable and RateLimited().retryable
+    assert UpstreamError().retryable and ProviderRateLimited().retryable
 
 
 def test_the_rate_limit_message_says_how_long_to_wait():
@@ -178,9 +178,10 @@ def plan(err, retries_done=0, **kwargs):
 
 
 def test_it_honours_retry_after_within_the_maximum_and_gives_up_on_longer_waits():
-    assert plan(RateLimited(retry_after=3.0)) == 3.0
-    assert plan(RateLimited(retry_after=60.0)) is None  # longer than we make a person wait: next route
-    assert plan(RateLimited(retry_after=0.0)) == 0.5  # zero means "no opinion": our own backoff
+    assert plan(ProviderRateLimited(retry_after=3.0)) == 3.0
+    # Longer than we make a person wait: next route.
+    assert plan(ProviderRateLimited(retry_after=60.0)) is None
+    assert plan(ProviderRateLimited(retry_after=0.0)) == 0.5  # zero means "no opinion": our own backoff
 
 
 def test_it_never_retries_quota_or_request_errors_and_stops_after_max_retries():

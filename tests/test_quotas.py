@@ -12,7 +12,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from conversations.models import DeletedUsage, Message, UserQuota
-from conversations.services import errors, library, limits, quotas, turns
+from conversations.services import errors, limits, quotas, sidebar, turns
 from tests.conftest import session_cookie_for
 from tests.usage_seed import answer
 from tests.wsclient import ChatSocket
@@ -141,7 +141,7 @@ def test_a_zero_quota_lifts_the_site_limit_for_one_user(alice, charlie, sim_mode
 def test_deleting_conversations_does_not_refill_a_budget(alice, sim_model):
     set_quota(alice, monthly_budget=Decimal("1.00"))
     spent = answer(alice, cost="0.90", prompt=1000, completion=500)
-    library.delete_conversation(alice, str(spent.conversation.public_id))  # hidden, its answers kept a while
+    sidebar.delete_conversation(alice, str(spent.conversation.public_id))  # hidden, its answers kept a while
     assert quotas.usage_for(alice).month_cost == Decimal("0.90")
     spent.conversation.delete()  # purged for good: the usage is folded into DeletedUsage first
     assert not Message.objects.exists()

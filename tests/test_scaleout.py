@@ -13,7 +13,7 @@ from django.conf import settings
 from conversations.models import Conversation, Message
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
-from tests.live import DaphneServer
+from tests.live import DaphneServer, wait_until
 from tests.wsclient import ChatSocket
 
 needs_redis = pytest.mark.skipif(
@@ -81,14 +81,6 @@ def conversation_of(alice, sim_model) -> Conversation:
 def open_conversation(sock: ChatSocket, conversation_id: str) -> dict:
     sock.send(type="open", conversation=conversation_id, ref="open")
     return sock.wait_for(lambda f: f["type"] == "conversation" and f["ref"] == "open")
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-    return value
 
 
 @needs_redis

@@ -7,7 +7,6 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.testing.upstream import Reply
-from tests.live import DaphneServer
 from tests.ui import answer_text, last_answer, log_in, open_chat, send, wait_for_answer_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -51,17 +50,6 @@ def test_reading_back_up_is_not_interrupted_by_the_stream(chat, upstream):
         "() => { const el = document.getElementById('thread');"
         " return el.scrollHeight - el.scrollTop - el.clientHeight < 50; }"
     )
-
-
-@pytest.fixture
-def crashable_daphne(django_db_setup, tmp_path):
-    server = DaphneServer(
-        tmp_path,
-        {"CHAT_STALE_AFTER": "1.5", "CHAT_CHECKPOINT_INTERVAL": "0.2", "CHAT_SWEEP_INTERVAL": "0.5"},
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_after_a_server_crash_the_page_reconnects_and_keeps_the_partial_answer(

@@ -356,7 +356,7 @@ def test_images_travel_as_data_urls_in_the_same_user_message_as_the_text(client,
     assert [a.public_id for a in turn.attachments] == [
         Attachment.objects.get(public_id=i).public_id for i in ids
     ]
-    conversation, path = tree.history_for(turn.assistant)
+    conversation, path = tree.branch_for_answer(turn.assistant)
     body = context.build_request(conversation, path, sim_model).request
     user = body.messages[-1]
     assert user.text == "Compare these" and len(user.images) == 2
@@ -381,7 +381,7 @@ def test_older_turns_can_leave_their_images_out(client, alice, sim_model, media,
     turn = turns.do_send_turn(
         alice, conversation_id=str(turn.conversation.public_id), text="Two", attachment_ids=[second]
     )
-    conversation, path = tree.history_for(turn.assistant)
+    conversation, path = tree.branch_for_answer(turn.assistant)
     request = context.build_request(conversation, path, sim_model).request
     assert [len(m.images) for m in request.messages] == [1, 0, 1]
     settings.CHAT_KEEP_OLD_IMAGES = False
@@ -483,7 +483,7 @@ def test_an_image_alone_goes_upstream_as_image_parts_only(client, alice, sim_mod
     image = upload(client, photo((400, 300))).json()["id"]
     turn = turns.do_send_turn(alice, conversation_id=None, text="", attachment_ids=[image])
     assert turn.user_message.content == "" and len(turn.attachments) == 1
-    conversation, path = tree.history_for(turn.assistant)
+    conversation, path = tree.branch_for_answer(turn.assistant)
     user = context.build_request(conversation, path, sim_model).request.messages[-1]
     content = message_to_wire(user)["content"]
     assert [part["type"] for part in content] == ["image_url"]  # no empty text part
@@ -500,7 +500,7 @@ def test_an_image_only_turn_left_out_of_a_later_prompt_is_a_placeholder_not_an_e
     Message.objects.filter(pk=turn.assistant.pk).update(status="complete", content="A red picture.")
     turn = turns.do_send_turn(alice, conversation_id=str(turn.conversation.public_id), text="Why red?")
     settings.CHAT_KEEP_OLD_IMAGES = False
-    conversation, path = tree.history_for(turn.assistant)
+    conversation, path = tree.branch_for_answer(turn.assistant)
     old = context.build_request(conversation, path, sim_model).request.messages[0]
     assert (old.role, old.text, old.images) == ("user", context.IMAGE_OMITTED, ())
 
@@ -523,7 +523,7 @@ def test_a_message_with_images_can_be_edited_down_to_the_images_alone(client, al
     edited = turns.do_edit(alice, str(turn.user_message.public_id), "")
     assert edited.user_message.content == ""
     assert edited.user_message.attachments.count() == 1
-    conversation, path = tree.history_for(edited.assistant)
+    conversation, path = tree.branch_for_answer(edited.assistant)
     user = context.build_request(conversation, path, sim_model).request.messages[-1]
     assert (user.text, len(user.images)) == ("", 1)
 

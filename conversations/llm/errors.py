@@ -143,7 +143,9 @@ class QuotaExceeded(LLMError):
         )
 
 
-class RateLimited(LLMError):
+class ProviderRateLimited(LLMError):
+    """The provider answered 429 for its rate limit (429 for an exhausted quota is QuotaExceeded)."""
+
     retryable = True
     kind = "rate_limited"
 
@@ -457,7 +459,7 @@ def _classify(status: int | None, message: str, err_type: str | None, code: str 
     if status == 401 or "invalid_api_key" in tags:
         return InvalidAPIKey
     if status == 429 or "rate_limit" in tags:
-        return RateLimited
+        return ProviderRateLimited
     if status == 413:
         return RequestTooLarge
     if _IMAGE_PATTERNS.search(message):

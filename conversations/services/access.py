@@ -7,7 +7,7 @@ from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.crypto import constant_time_compare
 
 from conversations.models import Conversation, Message
@@ -21,27 +21,24 @@ def parse_uuid(value: object) -> uuid.UUID:
         raise NotFound("No such conversation or message.") from exc
 
 
-def get_conversation_for_user(user, public_id: object) -> Conversation:
+def _owned_conversation(rows: QuerySet[Conversation], user, public_id: object) -> Conversation:
+    """The row of `rows` that is `user`'s conversation `public_id` and not deleted, or NotFound."""
     try:
-        return Conversation.objects.select_related("model__provider").get(
-            public_id=parse_uuid(public_id), owner=user, deleted_at__isnull=True
-        )
+        return rows.get(public_id=parse_uuid(public_id), owner=user, deleted_at__isnull=True)
     except Conversation.DoesNotExist as exc:
         raise NotFound("No such conversation.") from exc
+
+
+def get_conversation_for_user(user, public_id: object) -> Conversation:
+    return _owned_conversation(Conversation.objects.select_related("model__provider"), user, public_id)
 
 
 def get_conversation_for_turn(user, public_id: object) -> Conversation:
     """get_conversation_for_user for a new turn, in one query: with its current leaf (the new message's
     parent) and `busy`, whether an answer is still being written in it."""
     active = Message.objects.filter(conversation_id=OuterRef("pk"), status__in=Message.ACTIVE_STATUSES)
-    try:
-        return (
-            Conversation.objects.select_related("model__provider", "current_leaf")
-            .annotate(busy=Exists(active))
-            .get(public_id=parse_uuid(public_id), owner=user, deleted_at__isnull=True)
-        )
-    except Conversation.DoesNotExist as exc:
-        raise NotFound("No such conversation.") from exc
+    rows = Conversation.objects.select_related("model__provider", "current_leaf")
+    return _owned_conversation(rows.annotate(busy=Exists(active)), user, public_id)
 
 
 def get_message_for_user(user, public_id: object) -> Message:

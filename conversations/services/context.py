@@ -19,7 +19,7 @@ from conversations.llm.routes import Route
 from conversations.llm.tokens import estimate_message_tokens, estimate_prompt_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message
 from conversations.services.personal_keys import routes_for_user
-from conversations.services.tree import history_for
+from conversations.services.tree import branch_for_answer
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _chat_message(message: Message, with_images: bool = True) -> ChatMessage | N
         if not message.content:
             return None
         return ChatMessage(role="assistant", text=message.content)
-    attachments = list(message.attachments.all())  # prefetched by history_for
+    attachments = list(message.attachments.all())  # prefetched by branch_for_answer
     images: tuple[ImagePart, ...] = ()
     if with_images:
         images = tuple(part for part in map(_image_part, attachments) if part is not None)
@@ -130,7 +130,7 @@ class Prepared:
 def prepare(message: Message, conversation: Conversation, owner) -> Prepared:
     """The prompt (history, context budget) and the routes for the placeholder `message`, which a turn has
     just saved with its model and parent loaded: only the history and the routes are read."""
-    conversation, path = history_for(message, conversation)
+    conversation, path = branch_for_answer(message, conversation)
     chat_model = message.model
     if chat_model is None:
         raise llm_errors.NoRouteAvailable("the answer's model was deleted")

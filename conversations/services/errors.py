@@ -35,6 +35,12 @@ class InvalidInput(ServiceError):
     code = "invalid"
 
 
+class TooLarge(InvalidInput):
+    """More bytes than the site accepts (an upload)."""
+
+    code = "too_large"
+
+
 class Busy(ServiceError):
     code = "busy"
 

@@ -20,7 +20,7 @@ from typing import BinaryIO
 from django.conf import settings
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from conversations.services.errors import InvalidInput
+from conversations.services.errors import InvalidInput, TooLarge
 
 try:  # HEIC/HEIF (iPhone photos): optional, pillow-heif registers itself as a Pillow plugin.
     import pillow_heif
@@ -39,13 +39,20 @@ ACCEPTED = "PNG, JPEG, WEBP, GIF or HEIC"
 
 
 class ImageRejected(InvalidInput):
-    """The upload is not an image we accept. `status` is the HTTP status the upload view answers with."""
+    """The upload is not an image we accept."""
 
     code = "invalid_image"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int = 400) -> None:
-        super().__init__(message, code=code)
-        self.status = status
+
+class ImageTooLarge(ImageRejected, TooLarge):
+    """More bytes than CHAT_MAX_IMAGE_BYTES."""
+
+    code = "image_too_large"
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"The image is larger than {_megabytes(settings.CHAT_MAX_IMAGE_BYTES)}. Send a smaller one."
+        )
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,6 @@ class PreparedImage:
     notice: str = ""  # something the person should know (an animated GIF lost its animation)
 
 
-def too_large_message() -> str:
-    return f"The image is larger than {_megabytes(settings.CHAT_MAX_IMAGE_BYTES)}. Send a smaller one."
-
-
 def _megabytes(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
 
@@ -73,7 +76,7 @@ def read_capped(stream: BinaryIO, limit: int | None = None) -> bytes:
     buffer = io.BytesIO()
     while chunk := stream.read(READ_CHUNK):
         if buffer.tell() + len(chunk) > limit:
-            raise ImageRejected(too_large_message(), code="image_too_large", status=413)
+            raise ImageTooLarge()
         buffer.write(chunk)
     return buffer.getvalue()
 
@@ -142,7 +145,7 @@ def _has_alpha(image: Image.Image) -> bool:
 def prepare(data: bytes) -> PreparedImage:
     """Check `data` and return the image to store, or raise ImageRejected. Nothing is written anywhere."""
     if len(data) > settings.CHAT_MAX_IMAGE_BYTES:
-        raise ImageRejected(too_large_message(), code="image_too_large", status=413)
+        raise ImageTooLarge()
     kind = sniff(data[:64])
     damaged = ImageRejected(
         "The image is damaged or incomplete (the upload may have been cut off). Try another copy.",

@@ -435,9 +435,14 @@ def _write(user, drafts: list[Draft], report: Report, progress=None) -> None:
 # --- In the background ----------------------------------------------------------------------------------------
 
 
-def start_import(user, data: bytes) -> ImportJob:
-    if len(data) > settings.CHAT_IMPORT_MAX_BYTES:
+def check_size(size: int) -> None:
+    """Refuses a file over CHAT_IMPORT_MAX_BYTES; the view asks before it reads the upload into memory."""
+    if size > settings.CHAT_IMPORT_MAX_BYTES:
         raise InvalidInput(f"That file is larger than {settings.CHAT_IMPORT_MAX_BYTES // 1_000_000} MB.")
+
+
+def start_import(user, data: bytes) -> ImportJob:
+    check_size(len(data))
     job = ImportJob.objects.create(owner=user)
     if RUN_INLINE:
         _run(job.pk, data)

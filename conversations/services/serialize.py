@@ -26,17 +26,25 @@ def chat_model_dict(model: ChatModel) -> dict:
     }
 
 
-def conversation_dict(conversation: Conversation) -> dict:
+def sidebar_item(conversation: Conversation) -> dict:
+    """A conversation as the sidebar lists it."""
     return {
         "id": str(conversation.public_id),
         "title": conversation.title,
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def conversation_dict(conversation: Conversation) -> dict:
+    """A conversation as the chat page opens it: its sidebar item and its settings."""
+    return {
+        **sidebar_item(conversation),
         "model": conversation.model_id,
         "system_prompt": conversation.system_prompt,
         "params": conversation.params or {},
-        "pinned": conversation.pinned,
-        "archived": conversation.archived,
         "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
     }
 
 

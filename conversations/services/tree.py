@@ -23,7 +23,7 @@ def active_path(messages: list[Message], leaf_id: int | None) -> list[Message]:
     return path
 
 
-def history_for(
+def branch_for_answer(
     assistant: Message, conversation: Conversation | None = None
 ) -> tuple[Conversation, list[Message]]:
     """The conversation and the messages the answer `assistant` replies to (root to its parent). Pass the

@@ -1,39 +1,19 @@
-"""JSON endpoints the chat page uses besides the websocket: the sidebar, conversation settings, models.
+"""JSON endpoints the chat page uses besides the websocket: the sidebar (list, rename / pin / archive, delete and
+its Undo), a conversation's snapshot, the models.
 
-Thin: parse, call the service layer, answer. Errors from the service layer become JSON with a status.
+Thin: parse, call the service layer, answer. Service errors become JSON answers through views/errors.py.
 """
 
 from __future__ import annotations
 
 import json
-from functools import wraps
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from conversations.services import library, transcript
-from conversations.services.errors import InvalidInput, NotFound, ServiceError
-
-STATUS = {NotFound: 404, InvalidInput: 400}
-
-
-def json_api(view):
-    """Log-in required (401 JSON, not a redirect) and service errors as JSON."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return JsonResponse(
-                {"error": {"code": "unauthenticated", "message": "Log in again."}}, status=401
-            )
-        try:
-            return view(request, *args, **kwargs)
-        except ServiceError as exc:
-            status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
-            return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=status)
-
-    return wrapper
+from conversations.services import sidebar, transcript
+from conversations.services.errors import InvalidInput
+from conversations.views.errors import json_api
 
 
 def _json_body(request: HttpRequest) -> dict:
@@ -49,7 +29,7 @@ def _json_body(request: HttpRequest) -> dict:
 @require_GET
 @json_api
 def conversations(request: HttpRequest) -> JsonResponse:
-    page = library.list_conversations(
+    page = sidebar.list_conversations(
         request.user,
         cursor=request.GET.get("cursor") or None,
         query=request.GET.get("q", "").strip()[:200],
@@ -65,13 +45,19 @@ def conversation(request: HttpRequest, conversation_id) -> JsonResponse:
         return JsonResponse(transcript.snapshot(request.user, str(conversation_id)))
     if request.method == "PATCH":
         return JsonResponse(
-            library.update_conversation(request.user, str(conversation_id), _json_body(request))
+            sidebar.update_conversation(request.user, str(conversation_id), _json_body(request))
         )
-    library.delete_conversation(request.user, str(conversation_id))
+    sidebar.delete_conversation(request.user, str(conversation_id))
     return JsonResponse({"deleted": str(conversation_id)})
 
 
+@require_POST
+@json_api
+def restore(request: HttpRequest, conversation_id) -> JsonResponse:
+    return JsonResponse(sidebar.restore_conversation(request.user, str(conversation_id)))
+
+
 @require_GET
-@login_required
+@json_api
 def models(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": library.available_models(request.user)})
+    return JsonResponse({"models": sidebar.available_models(request.user)})

@@ -1,14 +1,27 @@
-"""The public, read-only page of a shared conversation: works logged out, shows only the share's snapshot."""
+"""Share links: the owner's side (GET/POST/DELETE /api/conversations/<id>/share) and the public, read-only
+page of a shared conversation (works logged out, shows only the share's snapshot)."""
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from conversations.services import sharing
 from conversations.services.errors import NotFound
 from conversations.views.chat import import_map
+from conversations.views.errors import json_api
+
+
+@require_http_methods(["GET", "POST", "DELETE"])
+@json_api
+def share_link(request: HttpRequest, conversation_id) -> JsonResponse:
+    if request.method == "POST":
+        return JsonResponse({"share": sharing.create_share(request.user, str(conversation_id))}, status=201)
+    if request.method == "DELETE":
+        sharing.revoke_share(request.user, str(conversation_id))
+        return JsonResponse({"share": None})
+    return JsonResponse({"share": sharing.get_share_for_owner(request.user, str(conversation_id))})
 
 
 @require_GET

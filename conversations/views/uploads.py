@@ -14,9 +14,9 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from conversations.services import images, uploads
-from conversations.services.errors import NotFound, RateLimited
+from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.serialize import attachment_dict
-from conversations.views.api import json_api
+from conversations.views.errors import json_api
 
 # Room for the multipart framing around the file (boundaries, part headers, the CSRF field).
 MULTIPART_OVERHEAD = 64 * 1024
@@ -48,25 +48,16 @@ class CappedUploadHandler(FileUploadHandler):
         return None  # the next handler builds the file
 
 
-def _error(code: str, message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
-
-
-def _too_large() -> JsonResponse:
-    return _error("image_too_large", images.too_large_message(), 413)
-
-
 @csrf_exempt  # checked by csrf_protect below, once the upload handler is in place (reading the token parses)
 @require_http_methods(["POST"])
+@json_api
 def upload_collection(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_authenticated:
-        return _error("unauthenticated", "Log in again.", 401)
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     if length > settings.CHAT_MAX_IMAGE_BYTES + MULTIPART_OVERHEAD:
-        return _too_large()  # refused from the header: the body is never parsed
+        raise images.ImageTooLarge()  # refused from the header: the body is never parsed
     handler = CappedUploadHandler(request)
     request.upload_handlers.insert(0, handler)
     return _store_upload(request, handler)
@@ -76,17 +67,12 @@ def upload_collection(request: HttpRequest) -> HttpResponse:
 def _store_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpResponse:
     files = request.FILES.getlist("file")
     if handler.exceeded:
-        return _too_large()
+        raise images.ImageTooLarge()
     if len(files) != 1:
-        return _error("invalid", "Send exactly one image in the form field “file”.", 400)
-    try:
-        with files[0].open("rb") as stream:
-            data = images.read_capped(stream)
-        attachment, prepared = uploads.do_upload(request.user, data)
-    except images.ImageRejected as exc:
-        return _error(exc.code, exc.message, exc.status)
-    except RateLimited as exc:
-        return _error(exc.code, exc.message, 429)
+        raise InvalidInput("Send exactly one image in the form field “file”.")
+    with files[0].open("rb") as stream:
+        data = images.read_capped(stream)
+    attachment, prepared = uploads.do_upload(request.user, data)
     body = {**attachment_dict(attachment), "bytes": attachment.bytes, "notice": prepared.notice}
     return JsonResponse(body, status=201)
 

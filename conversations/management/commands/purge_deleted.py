@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from conversations.services import library
+from conversations.services import sidebar
 
 
 class Command(BaseCommand):
     help = "Purge conversations deleted longer ago than CHAT_DELETED_RETENTION_DAYS, with their attachments."
 
     def handle(self, *args, **options) -> None:
-        purged = library.purge_deleted()
+        purged = sidebar.purge_deleted()
         self.stdout.write(f"Purged {purged} conversation{'s' if purged != 1 else ''}.")

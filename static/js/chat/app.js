@@ -7,8 +7,8 @@
 
 import { Connection } from "./connection.js";
 import { Composer } from "./composer.js";
-import { History } from "./history.js";
 import { codePoints, isMac, isTyping, sliceCodePoints, toast } from "./dom.js";
+import { OlderMessages } from "./older_messages.js";
 import { Sidebar, displayTitle } from "./sidebar.js";
 import { Thread, isRunning } from "./thread.js";
 
@@ -46,7 +46,7 @@ class ChatApp {
       jump: document.querySelector(".jump-latest"),
     });
     this.sidebar = new Sidebar(this, document.getElementById("sidebar"));
-    this.history = new History(this); // older turns on scroll up, search results opened at their message
+    this.olderMessages = new OlderMessages(this); // older turns on scroll up, search results opened at their message
     this.connection = new Connection(this.socketUrl(), {
       onOpen: () => this.onConnected(),
       onFrame: (frame) => this.onFrame(frame),
@@ -192,7 +192,7 @@ class ChatApp {
     this.thread.setPath(this.path);
     if (first) this.thread.scrollToBottom();
     this.updateRunning();
-    this.history.afterSnapshot(frame);
+    this.olderMessages.afterSnapshot(frame);
   }
 
   onTurn(frame, own) {

@@ -80,6 +80,39 @@ export function toast(text, kind = "info") {
   setTimeout(() => item.remove(), 5000);
 }
 
+/** A toast with an Undo button; `undo` runs at most once. */
+export function undoToast(text, undo, ms = 10000) {
+  const box = toastBox();
+  if (!box) return;
+  let timer = null;
+  const button = h("button", { type: "button", class: "live-toast-action", text: "Undo" });
+  const item = h("div", { class: "live-toast live-toast-undo" }, h("span", { text }), button);
+  button.addEventListener("click", async () => {
+    clearTimeout(timer);
+    button.disabled = true;
+    item.remove();
+    try {
+      await undo();
+    } catch (error) {
+      toast(error.message, "error");
+    }
+  });
+  box.append(item);
+  timer = setTimeout(() => item.remove(), ms);
+}
+
+/** A fragment from server-built snippet HTML (escaped text and <mark> only). Anything else: plain text. */
+export function markedFragment(html, fallback) {
+  const template = document.createElement("template");
+  template.innerHTML = html || "";
+  const safe = [...template.content.querySelectorAll("*")].every((el) => el.tagName === "MARK" && !el.attributes.length);
+  if (!safe || !template.content.textContent) {
+    const text = safe ? fallback : template.content.textContent;
+    return document.createTextNode(text || fallback);
+  }
+  return template.content;
+}
+
 export function isMac() {
   return /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 }

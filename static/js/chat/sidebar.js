@@ -3,8 +3,8 @@
 // /api/search, with highlighted snippets that open the chat at the message) and a menu per conversation
 // (rename, pin, archive, share, download, delete with Undo). Titles change live from `title` frames.
 
-import { h, icon, debounce, toast } from "./dom.js";
-import { ShareDialog, markedFragment, undoToast } from "./history.js";
+import { h, icon, debounce, markedFragment, toast, undoToast } from "./dom.js";
+import { ShareDialog } from "./share_dialog.js";
 
 const DAY_MS = 86400000;
 
@@ -276,7 +276,7 @@ export class Sidebar {
     const link = event.target.closest(".conv-link");
     if (link && !event.metaKey && !event.ctrlKey && !event.shiftKey && event.button === 0) {
       event.preventDefault();
-      if (link.dataset.message) this.app.history.openAt(link.dataset.id, link.dataset.message);
+      if (link.dataset.message) this.app.olderMessages.openAt(link.dataset.id, link.dataset.message);
       else this.app.openConversation(link.dataset.id, { push: true });
     }
   }

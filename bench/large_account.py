@@ -1,8 +1,8 @@
-"""Conversation history at scale: response times of the sidebar, a conversation and search for one user with
+"""A large account: response times of the sidebar, a conversation and search for one user with
 10,000 conversations of 20 messages each (200,000 messages), on SQLite (or DATABASE_URL if given).
 
-    .venv/bin/python bench/history.py                       # 10,000 x 20, 100 requests per endpoint
-    .venv/bin/python bench/history.py --conversations 2000 --requests 50
+    .venv/bin/python bench/large_account.py                 # 10,000 x 20, 100 requests per endpoint
+    .venv/bin/python bench/large_account.py --conversations 2000 --requests 50
 
 Seeds a temporary database with bulk_create (FTS triggers included), then times requests through Django's
 test Client (the whole view, middleware and JSON stack in-process; no network). Prints p50 and p95 per
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary database")
     args = parser.parse_args()
 
-    folder = tempfile.mkdtemp(prefix="chatsite-history-bench-")
+    folder = tempfile.mkdtemp(prefix="chatsite-large-account-bench-")
     os.environ["DATA_DIR"] = folder
     os.environ.setdefault("CHAT_INSECURE_FAST_PASSWORD_HASHER", "true")
     import django

@@ -18,7 +18,7 @@ from django.utils import timezone
 from conversations.models import ChatModel, Conversation, SharedConversation
 from conversations.services.access import get_conversation_for_user, parse_uuid
 from conversations.services.errors import InvalidInput, NotFound
-from conversations.services.serialize import chat_model_dict
+from conversations.services.serialize import chat_model_dict, sidebar_item
 
 PAGE_SIZE = 50
 TITLE_MAX = 200
@@ -35,16 +35,6 @@ def _decode_cursor(cursor: str) -> tuple[bool, dt.datetime, int]:
         return bool(pinned), dt.datetime.fromisoformat(updated_at), int(pk)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("That page link is not valid.") from exc
-
-
-def sidebar_item(conversation: Conversation) -> dict:
-    return {
-        "id": str(conversation.public_id),
-        "title": conversation.title,
-        "pinned": conversation.pinned,
-        "archived": conversation.archived,
-        "updated_at": conversation.updated_at.isoformat(),
-    }
 
 
 def list_conversations(
