@@ -10,10 +10,11 @@ import logging
 import time
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
+from conversations import metrics  # metrics
+from conversations.metrics import database_sync_to_async  # metrics: channels' own, timing the queue wait
 from conversations.protocol import Command, ProtocolError, parse_frame
 from conversations.services import chat, groups, sweep
 from conversations.services.errors import ServiceError, Unauthenticated
@@ -39,6 +40,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
+        metrics.socket_opened()  # metrics
         self.open_conversation: str | None = None
         # Characters of each streaming message this client holds: frames are trimmed or dropped against it,
         # so the client applies every character exactly once whatever order resume and live frames arrive in.
@@ -52,6 +54,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return
+        metrics.socket_closed()  # metrics
         await self.channel_layer.group_discard(groups.user_group(self.user.pk), self.channel_name)
         await self._leave()
 
@@ -155,14 +158,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _start_turn(self, command: Command) -> None:
         # One trip to the database thread: session check, the turn, the acknowledgement and the prompt
         # (see chat.start_turn). Then join before the answer starts, so its first frame reaches this socket.
-        started = await database_sync_to_async(chat.start_turn)(
-            self.scope["session"].session_key, command.type, command.data
-        )
+        try:
+            started = await database_sync_to_async(chat.start_turn)(
+                self.scope["session"].session_key, command.type, command.data
+            )
+        except Exception as exc:
+            metrics.turn_refused(exc)  # metrics
+            raise
+        metrics.turn_admitted()  # metrics
         self.user = started.user
         ack = started.ack
         await self._join(ack["conversation"]["id"])
         self.known[ack["assistant_message"]["id"]] = 0
-        start_generation(started.turn.assistant, started.prepared)
+        start_generation(started.turn.assistant, started.prepared, command.received_at)  # metrics: arrival
         await self.send_frame({"type": "ack", "ref": command.ref, "command": command.type, **ack})
         # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
         await self.channel_layer.group_send(

@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass
 
 from asgiref.sync import SyncToAsync
-from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
@@ -36,10 +35,12 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.utils import timezone
 
+from conversations import metrics  # metrics
 from conversations.llm import errors as llm_errors
 from conversations.llm.client import ClientConfig, open_stream
 from conversations.llm.events import Finish, RefusalDelta, Started, TextDelta, Usage
 from conversations.llm.tokens import estimate_text_tokens
+from conversations.metrics import database_sync_to_async  # metrics: channels' own, timing the queue wait
 from conversations.models import ChatModel, Message
 from conversations.services import groups, shutdown, titles
 from conversations.services.context import build_request
@@ -97,18 +98,24 @@ class Outcome:
     error: str = ""
 
 
-def start_generation(message: Message, prepared: Prepared | Exception | None = None) -> asyncio.Task:
+def start_generation(
+    message: Message, prepared: Prepared | Exception | None = None, received_at: float | None = None
+) -> asyncio.Task:
     """Start answering the placeholder `message` in the background. Call from the event loop.
 
     `prepared`: what `prepare` returned (or raised) in the same database call that saved the turn, so the
-    request leaves without another trip to the database thread; None to prepare it here."""
+    request leaves without another trip to the database thread; None to prepare it here. `received_at`:
+    time.monotonic() when the turn frame arrived (metrics: the server's share of the time to first token)."""
     message_pk = message.pk
     generation = Generation(message_pk, str(message.public_id), str(message.conversation.public_id))
     generation.prepared = prepared
+    generation.received_at = received_at or time.monotonic()  # metrics
     task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_pk}")
     generation.task = task
     RUNNING[message_pk] = generation
     task.add_done_callback(lambda _t: RUNNING.pop(message_pk, None))
+    metrics.stream_started()  # metrics
+    task.add_done_callback(metrics.stream_ended)  # metrics
     shutdown.install()  # in a daphne process: SIGTERM lets running answers finish or save (idempotent)
     return task
 
@@ -171,6 +178,7 @@ class Generation:
                 self.flush_timer = None
             chunk = "".join(self.pending)
             offset = len(self.sent_text)
+            metrics.frame_sent(len(self.pending))  # metrics: one text delta per token
             self.pending.clear()
             self.pending_chars = 0
             self.sent_text += chunk
@@ -180,6 +188,8 @@ class Generation:
                 groups.frame({"type": "delta", "conversation": self.conversation_id, "message": self.message_id,
                               "offset": offset, "text": chunk}),
             )  # fmt: skip
+            if not offset:  # metrics: the first frame (its text arrived at last_flush)
+                metrics.first_frame(self.received_at, self.requested_at, self.last_flush)
 
     async def _answer_sync(self, reply_to: str, offset: int) -> None:
         async with self.lock:
@@ -314,6 +324,7 @@ class Generation:
 
     async def _read(self, prepared: Prepared, result_holder: dict) -> Outcome:
         config = ClientConfig.from_settings()
+        self.requested_at = time.monotonic()  # metrics
         try:
             async with open_stream(prepared.request, prepared.routes, config=config) as stream:
                 result_holder["result"] = stream.result
