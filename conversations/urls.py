@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from conversations.views import accounts, api, chat, history, share, uploads
+from conversations.views import accounts, api, chat, history, metrics, share, uploads
 from conversations.views import settings as settings_views
 
 urlpatterns = [
@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/imports/<uuid:job_id>", history.import_status, name="api-import"),
     path("history/", history.page, name="history"),
     path("share/<str:token>", share.shared, name="shared"),
+    path("metrics", metrics.scrape, name="metrics"),  # Prometheus: token or staff, never a login redirect
     path("settings/", settings_views.page, name="settings"),
     path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
