@@ -6,6 +6,8 @@ A daphne of this module's own serves with CHAT_METRICS_TOKEN set; the shared `li
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import httpx
@@ -16,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conversations.models import Conversation, Message, UserQuota
 from conversations.testing.upstream import Fault, Reply, split_tokens
 from tests.conftest import session_cookie_for
-from tests.live import DaphneServer
+from tests.live import BASE_DIR, DaphneServer
 from tests.wsclient import ChatSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -218,6 +220,11 @@ def test_two_processes_sharing_a_directory_report_the_sum(
     and a killed process's sockets stop counting while its turns still do. (Each process streams its own
     answers here, so this needs no Redis; the PostgreSQL + Redis lane runs it again.)"""
     shared = tmp_path / "metrics"
+    shared.mkdir()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    (shared / f"counter_{finished.pid}.db").write_bytes(b"left by a previous run")
+    (shared / "notes.txt").write_text("not prometheus-client's")
     env = {"CHAT_METRICS_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
     servers = []
     for name in ("a", "b"):
@@ -225,6 +232,8 @@ def test_two_processes_sharing_a_directory_report_the_sum(
         servers.append(DaphneServer(tmp_path / name, env))
         servers[-1].start()
     a, b = servers
+    # The first process of the site emptied the directory of prometheus-client's files, and only of those.
+    assert not (shared / f"counter_{finished.pid}.db").exists() and (shared / "notes.txt").exists()
     cookie = session_cookie_for(Client(), alice)
     upstream.enqueue(Reply(text=ANSWER), Reply(text="Title"), Reply(text=ANSWER), Reply(text="Title"))
     try:
@@ -243,6 +252,18 @@ def test_two_processes_sharing_a_directory_report_the_sum(
             assert figures("chatsite_websocket_connections") == 1  # only a's socket is alive
             assert figures("chatsite_turns_admitted_total") == 2  # b's turns still count
             assert figures("chatsite_streams_running") == 0
+
+            # A management command imports the same code and leaves files of zeros: they go at the next scrape.
+            command = subprocess.run(
+                [sys.executable, "-c", "import os; import django; django.setup(); "
+                 "from conversations import metrics; print(os.getpid())"],
+                cwd=BASE_DIR, env=a.environment(), capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            left = sorted(p.name for p in shared.glob(f"*_{command.stdout.strip()}.db"))
+            assert left == [f"counter_{command.stdout.strip()}.db", f"histogram_{command.stdout.strip()}.db"]
+            assert scrape(a)("chatsite_turns_admitted_total") == 2
+            assert not list(shared.glob(f"*_{command.stdout.strip()}.db"))
+            assert list(shared.glob(f"counter_{b.pid}.db")), "a dead process's counts stay"
     finally:
         for server in servers:
             server.kill()
