@@ -272,6 +272,19 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
+# --- Metrics: GET /metrics for Prometheus (docs/deployment.md, "Metrics") ---------------------------------
+# The bearer token the scraper sends (or CHAT_METRICS_TOKEN_FILE). Unset: /metrics answers 404 to everyone.
+CHAT_METRICS_TOKEN = env_str("CHAT_METRICS_TOKEN") or ""
+# Several daphne processes serving one site add up their metrics through files in one directory they all
+# share (prometheus-client's multi-process mode): PROMETHEUS_MULTIPROC_DIR names it, or
+# CHAT_METRICS_MULTIPROCESS=1 uses $DATA_DIR/metrics. Neither (one process): figures are kept in memory.
+CHAT_METRICS_MULTIPROCESS = env_bool("CHAT_METRICS_MULTIPROCESS", False)
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR") or (
+    str(DATA_DIR / "metrics") if CHAT_METRICS_MULTIPROCESS else ""
+)
+if PROMETHEUS_MULTIPROC_DIR:
+    PROMETHEUS_MULTIPROC_DIR = str(Path(PROMETHEUS_MULTIPROC_DIR).resolve())
+
 # --- Logging: everything to stdout, the way containers and systemd expect --------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 LOGGING = {

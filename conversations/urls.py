@@ -1,7 +1,17 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from conversations.views import accounts, api, chat, import_export, older_messages, search, share, uploads
+from conversations.views import (
+    accounts,
+    api,
+    chat,
+    import_export,
+    metrics,
+    older_messages,
+    search,
+    share,
+    uploads,
+)
 from conversations.views import settings as settings_views
 
 urlpatterns = [
@@ -30,6 +40,7 @@ urlpatterns = [
     path("history/", import_export.page, name="import-export"),  # the path people bookmarked
     path("api/conversations/<uuid:conversation_id>/share", share.share_link, name="api-share"),
     path("share/<str:token>", share.shared, name="shared"),
+    path("metrics", metrics.scrape, name="metrics"),  # Prometheus: token or staff, never a login redirect
     path("settings/", settings_views.page, name="settings"),
     path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 
+from conversations import metrics
 from conversations.engine import frames, generation, notify, sweeper
 from conversations.engine.protocol import Command
 from conversations.services import access, transcript, turns
@@ -33,7 +34,14 @@ async def run(socket: ChatConsumer, command: Command) -> None:
 
 async def start_turn(socket: ChatConsumer, command: Command) -> None:
     """send, regenerate, edit: the turn in one database call (services/turns.start_turn), then the answer."""
-    started = await database_sync_to_async(turns.start_turn)(socket.session_key, command.type, command.data)
+    try:
+        started = await metrics.database_sync_to_async(turns.start_turn)(
+            socket.session_key, command.type, command.data
+        )
+    except Exception as exc:
+        metrics.turn_refused(exc)
+        raise
+    metrics.turn_admitted()
     socket.user = started.user
     ack = started.ack
     conversation_id = ack["conversation"]["id"]
@@ -41,7 +49,7 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
     await socket.join(conversation_id)
     socket.expect(ack["assistant_message"]["id"])
     if started.prepared is not None:
-        generation.start(started.prepared)
+        generation.start(started.prepared, received_at=command.received_at)
     await socket.reply(frames.ack(command.ref, command.type, **ack))
     # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
     await notify.to_conversation(conversation_id, frames.turn(ack))

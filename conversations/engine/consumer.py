@@ -14,6 +14,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
+from conversations import metrics
 from conversations.engine import channel_groups, commands, frames, notify
 from conversations.engine.protocol import ProtocolError, parse_frame
 from conversations.services.errors import ServiceError, Unauthenticated
@@ -36,6 +37,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
+        metrics.socket_opened()
         self.session_key: str | None = self.scope["session"].session_key
         self.open_conversation: str | None = None
         # Characters of each streaming message this client holds: frames are trimmed or dropped against it,
@@ -49,6 +51,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return
+        metrics.socket_closed()
         await self.channel_layer.group_discard(channel_groups.user_group(self.user.pk), self.channel_name)
         await self._leave()
 

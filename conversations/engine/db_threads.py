@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import SyncToAsync
-from channels.db import database_sync_to_async
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
+
+from conversations import metrics
 
 # How long the engine's database threads keep their connections when CONN_MAX_AGE is 0.
 ENGINE_CONN_MAX_AGE = 600.0
@@ -39,8 +40,9 @@ _ENGINE_THREADS = (
 
 
 def on_saves_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` (sync ORM code) as a coroutine function running on the answer-saves thread."""
-    return database_sync_to_async(fn, thread_sensitive=False, executor=SAVES)
+    """`fn` (sync ORM code) as a coroutine function running on the answer-saves thread (its queue wait timed
+    for /metrics, like the turns thread's)."""
+    return metrics.database_sync_to_async(fn, thread_sensitive=False, executor=SAVES)
 
 
 @receiver(connection_created, dispatch_uid="engine_keeps_its_connection")

@@ -29,6 +29,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
+from conversations import metrics
 from conversations.engine import channel_groups, frames, notify, registry, titles
 from conversations.engine.db_threads import on_saves_thread
 from conversations.llm import errors as llm_errors
@@ -59,13 +60,17 @@ def frame_interval(layer) -> float:
     return max(settings.CHAT_FRAME_INTERVAL, len(registry.RUNNING) / budget)
 
 
-def start(prepared: Prepared) -> asyncio.Task:
-    """Start answering the placeholder `prepared.message` in the background. Call from the event loop."""
+def start(prepared: Prepared, received_at: float | None = None) -> asyncio.Task:
+    """Start answering the placeholder `prepared.message` in the background. Call from the event loop.
+    `received_at`: when the turn's frame arrived (time.monotonic()), for the added-TTFT metric."""
     generation = Generation(prepared)
+    generation.received_at = received_at or time.monotonic()
     task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_pk}")
     generation.task = task
     registry.RUNNING[prepared.message_pk] = generation
     task.add_done_callback(lambda _t: registry.RUNNING.pop(prepared.message_pk, None))
+    metrics.stream_started()
+    task.add_done_callback(metrics.stream_ended)
     return task
 
 
@@ -87,6 +92,8 @@ class Generation:
         self.flush_timer: asyncio.TimerHandle | None = None  # the next coalesced frame, when one is due
         self.flush_tasks: set[asyncio.Task] = set()
         self.reader: asyncio.Task | None = None
+        self.received_at = 0.0  # when the turn's frame arrived; requested_at: when its request started
+        self.requested_at = 0.0
         self.result: StreamResult | None = None  # the provider's side of the answer, once a stream opened
         self.stop_requested = False
         self.shutdown_requested = False
@@ -126,6 +133,7 @@ class Generation:
             if self.flush_timer is not None:
                 self.flush_timer.cancel()
                 self.flush_timer = None
+            metrics.frame_sent(len(self.pending))  # text deltas in this frame: the tokens
             chunk = "".join(self.pending)
             offset = len(self.sent_text)
             self.pending.clear()
@@ -135,6 +143,8 @@ class Generation:
             await notify.to_conversation(
                 self.conversation_id, frames.delta(self.conversation_id, self.message_id, offset, chunk)
             )
+            if not offset:  # the answer's first frame: its time to first token
+                metrics.first_frame(self.received_at, self.requested_at, self.last_flush)
 
     async def _answer_sync(self, reply_to: str, offset: int) -> None:
         async with self.lock:
@@ -242,6 +252,7 @@ class Generation:
 
     async def _read(self) -> Outcome:
         prepared = self.prepared
+        self.requested_at = time.monotonic()
         try:
             async with open_stream(
                 prepared.request, prepared.routes, config=ClientConfig.from_settings()

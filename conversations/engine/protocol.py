@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ class Command:
     type: str
     data: dict[str, Any]
     ref: Any = None
+    received_at: float = 0.0  # time.monotonic() when the frame reached the consumer (metrics: added TTFT)
+    received_at: float = 0.0  # time.monotonic() when the frame reached the consumer (metrics: added TTFT)
 
 
 def _uuid(value: Any) -> str:
@@ -157,6 +160,8 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
 
 
 def parse_frame(text_data: str | None, bytes_data: bytes | None) -> Command:
+    received_at = time.monotonic()
+    received_at = time.monotonic()
     if text_data is None:
         raise ProtocolError("bad_frame", "Frames must be JSON text, not binary.")
     if (
@@ -196,4 +201,4 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> Command:
         data["text"] = data["text"] or ""
         if not data["text"] and not data["attachments"]:
             raise ProtocolError("empty_message", EMPTY_MESSAGE, ref)
-    return Command(kind, data, ref)
+    return Command(kind, data, ref, received_at)

@@ -125,6 +125,20 @@ class ClientConfig:
         return cls(**values)
 
 
+class Observer:
+    """Told about failed attempts and retries, for metrics: conversations/metrics.py installs one that counts
+    them (this package imports nothing of the site's). Called on the event loop: must be cheap, never raise."""
+
+    def provider_error(self, provider: str, kind: str) -> None:
+        """An attempt at `provider` failed with an error of this kind (`LLMError.kind`)."""
+
+    def provider_retry(self, provider: str) -> None:
+        """The request is about to be tried again at `provider`."""
+
+
+observer = Observer()  # the default counts nothing
+
+
 # ------------------------------------------------------------------------------------------- shared pool
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -261,6 +275,7 @@ class ChatStream:
                 err.model_id = err.model_id or route.model_id
                 err.request_id = err.request_id or self.result.request_id
                 logger.warning("Completion stream failed after the first token: %s", err)
+                observer.provider_error(route.provider_name, err.kind)
             if isinstance(err, UpstreamTruncated):
                 self.result.truncated = True
             raise
@@ -301,6 +316,7 @@ class ChatStream:
                         delay = None  # the wait alone would blow the time budget
                     if delay is not None:
                         self._failed(err, route, number, f"retry in {delay:.2f}s")
+                        observer.provider_retry(route.provider_name)
                         await asyncio.sleep(delay)
                         retries_done += 1
                         continue
@@ -318,6 +334,7 @@ class ChatStream:
         self.result.errors.append(err)
         self.result.attempts = number
         logger.warning("Completion attempt %d failed (%s): %s", number, action, err)
+        observer.provider_error(route.provider_name, err.kind)
         return err
 
     def _commit(self, attempt: _Attempt) -> None:
