@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from conversations import metrics
-from conversations.engine import frames, generation, notify, sweeper
+from conversations.engine import admission, frames, generation, notify, sweeper
 from conversations.engine.protocol import Command
 from conversations.services import access, transcript, turns
 
@@ -33,11 +33,10 @@ async def run(socket: ChatConsumer, command: Command) -> None:
 
 
 async def start_turn(socket: ChatConsumer, command: Command) -> None:
-    """send, regenerate, edit: the turn in one database call (services/turns.start_turn), then the answer."""
+    """send, regenerate, edit: the turn in one database call with the turns that came with it
+    (engine/admission.py, services/turns.TurnBatch), then the answer."""
     try:
-        started = await metrics.database_sync_to_async(turns.start_turn)(
-            socket.session_key, command.type, command.data
-        )
+        started = await admission.admit(socket.session_key, command.type, command.data)
     except Exception as exc:
         metrics.turn_refused(exc)
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -18,8 +19,9 @@ from conversations.llm.request import ChatMessage, ChatParams, ChatRequest, Imag
 from conversations.llm.routes import Route
 from conversations.llm.tokens import estimate_message_tokens, estimate_prompt_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message
+from conversations.services.model_choices import ModelChoices
 from conversations.services.personal_keys import routes_for_user
-from conversations.services.tree import branch_for_answer
+from conversations.services.tree import History, history_of
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +53,16 @@ def _image_part(attachment: Attachment) -> ImagePart | None:
     )
 
 
-def _chat_message(message: Message, with_images: bool = True) -> ChatMessage | None:
+def _chat_message(
+    message: Message, with_images: bool = True, images_of: Mapping[int, list[Attachment]] | None = None
+) -> ChatMessage | None:
     if message.role == Message.Role.ASSISTANT:
         # A failed answer with no text says nothing to the model; a partial one is still context.
         if not message.content:
             return None
         return ChatMessage(role="assistant", text=message.content)
-    attachments = list(message.attachments.all())  # prefetched by branch_for_answer
+    # Read already (a tree.History), prefetched, or one query.
+    attachments = images_of.get(message.pk, []) if images_of is not None else list(message.attachments.all())
     images: tuple[ImagePart, ...] = ()
     if with_images:
         images = tuple(part for part in map(_image_part, attachments) if part is not None)
@@ -72,7 +77,14 @@ def _chat_message(message: Message, with_images: bool = True) -> ChatMessage | N
     return ChatMessage(role=message.role, text=text, images=images)
 
 
-def build_request(conversation: Conversation, path: list[Message], chat_model: ChatModel) -> PreparedContext:
+def build_request(
+    conversation: Conversation,
+    path: list[Message],
+    chat_model: ChatModel,
+    images_of: Mapping[int, list[Attachment]] | None = None,
+) -> PreparedContext:
+    """`images_of`: each user message's images by pk, when read already (a tree.History); else each message's
+    `attachments`, prefetched or one query each."""
     params = ChatParams.from_dict(conversation.params)
     max_output = min(params.max_output_tokens or chat_model.max_output_tokens, chat_model.max_output_tokens)
     if params.max_output_tokens is None:
@@ -86,7 +98,9 @@ def build_request(conversation: Conversation, path: list[Message], chat_model: C
     keep_all = settings.CHAT_KEEP_OLD_IMAGES
     turns = [
         m
-        for m in (_chat_message(message, keep_all or message.pk == newest_user) for message in path)
+        for m in (
+            _chat_message(message, keep_all or message.pk == newest_user, images_of) for message in path
+        )
         if m is not None
     ]
 
@@ -127,16 +141,25 @@ class Prepared:
         return self.message.pk
 
 
-def prepare(message: Message, conversation: Conversation, owner) -> Prepared:
+def prepare(
+    message: Message,
+    conversation: Conversation,
+    owner,
+    choices: ModelChoices | None = None,
+    history: History | None = None,
+) -> Prepared:
     """The prompt (history, context budget) and the routes for the placeholder `message`, which a turn has
-    just saved with its model and parent loaded: only the history and the routes are read."""
-    conversation, path = branch_for_answer(message, conversation)
+    just saved with its model and parent loaded, for `owner`, just checked against the model. A TurnBatch
+    passes what it read for every turn: the model `choices` and the conversation's `history` (with the new
+    message); else they are read here."""
+    history = history if history is not None else history_of(conversation)
+    path = history.branch_to(message.parent_id)
     chat_model = message.model
     if chat_model is None:
         raise llm_errors.NoRouteAvailable("the answer's model was deleted")
-    prepared_context = build_request(conversation, path, chat_model)
-    # The owner's own key, if they brought one. The owner has just been checked against the model.
-    routes = routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk)
+    prepared_context = build_request(conversation, path, chat_model, history.images)
+    # The owner's own key, if they brought one.
+    routes = routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk, choices=choices)
     if prepared_context.trimmed:
         Message.objects.filter(pk=message.pk).update(context_trimmed=True)
         message.context_trimmed = True

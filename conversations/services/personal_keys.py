@@ -22,6 +22,7 @@ from conversations.llm.routes import Route
 from conversations.models import ChatModel, PersonalKey, Provider
 from conversations.services import audit
 from conversations.services.errors import InvalidInput, NotAllowed, NotFound
+from conversations.services.model_choices import ModelChoices
 from conversations.services.routes import candidates_for
 
 MAX_KEY_CHARS = 500
@@ -103,21 +104,26 @@ def _user_id(user) -> int | None:
     return user if isinstance(user, int) else getattr(user, "pk", None)
 
 
-def routes_for_user(chat_model: ChatModel, user, checked_model_pk: int | None = None) -> list[Route]:
+def routes_for_user(
+    chat_model: ChatModel, user, checked_model_pk: int | None = None, choices: ModelChoices | None = None
+) -> list[Route]:
     """candidates_for(chat_model), restricted to models open to `user` (a user or a user id), with the user's
     personal key in place of the site's on every provider they have one for. Sync: one to four queries.
     `checked_model_pk`: a model already known to be open to this user (the turn just resolved it), so the
     common single-route case needs no group check.
 
-    The generation engine calls this when preparing an answer instead of candidates_for(chat_model)."""
-    routes = candidates_for(chat_model)
+    A turn prepares its answer with this (services/context.prepare), passing the batch's `choices` (the
+    catalogue read once for a batch of turns: no query for the routes or the group check)."""
+    routes = choices.candidates(chat_model) if choices is not None else candidates_for(chat_model)
     user_id = _user_id(user)
     if user_id is None or not routes:
         return routes
     owner = (
         user if not isinstance(user, int) else get_user_model()._default_manager.filter(pk=user_id).first()
     )
-    if owner is not None and not owner.is_superuser:
+    if owner is not None and not owner.is_superuser and choices is not None:
+        routes = choices.open_twins(owner, routes, checked_model_pk)
+    elif owner is not None and not owner.is_superuser:
         # A twin on another provider may be restricted to groups this user isn't in: don't fall back to it.
         ids = [r.chat_model_id for r in routes if r.chat_model_id not in (None, checked_model_pk)]
         if ids:

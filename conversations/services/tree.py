@@ -3,7 +3,12 @@ branch on screen. Sync ORM code."""
 
 from __future__ import annotations
 
-from conversations.models import Conversation, Message
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import F
+
+from conversations.models import Attachment, Conversation, Message
 
 
 def load_messages(conversation: Conversation) -> list[Message]:
@@ -32,3 +37,38 @@ def branch_for_answer(
         conversation = Conversation.objects.get(pk=assistant.conversation_id)
     messages = list(conversation.messages.prefetch_related("attachments").order_by("created_at", "id"))
     return conversation, active_path(messages, assistant.parent_id)
+
+
+@dataclass(frozen=True)
+class History:
+    """A conversation's messages (oldest first) and each user message's images, read once."""
+
+    messages: list[Message]
+    images: dict[int, list[Attachment]]
+
+    def branch_to(self, leaf_id: int | None) -> list[Message]:
+        return active_path(self.messages, leaf_id)
+
+    def extended(self, messages: list[Message], images: dict[int, list[Attachment]]) -> History:
+        """With messages just saved (and their images), which the read did not see."""
+        return History(self.messages + messages, {**self.images, **images})
+
+
+def histories(conversation_pks: Iterable[int]) -> dict[int, History]:
+    """The History of each conversation, in two queries whatever their number."""
+    pks = list(conversation_pks)
+    out = {pk: History([], {}) for pk in pks}
+    if not pks:
+        return out
+    for message in Message.objects.filter(conversation_id__in=pks).order_by("created_at", "id"):
+        out[message.conversation_id].messages.append(message)
+    images = Attachment.objects.filter(message__conversation_id__in=pks).annotate(
+        conversation_pk=F("message__conversation_id")
+    )
+    for attachment in images:  # in the model's order, as message.attachments.all() gives them
+        out[attachment.conversation_pk].images.setdefault(attachment.message_id, []).append(attachment)
+    return out
+
+
+def history_of(conversation: Conversation) -> History:
+    return histories([conversation.pk])[conversation.pk]

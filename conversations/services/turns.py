@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from conversations.llm.tokens import image_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message, UserQuota
-from conversations.services import answers, context, limits, personal_keys, quotas
-from conversations.services.access import get_conversation_for_turn, get_message_for_user, user_from_session
+from conversations.services import access, answers, context, limits, personal_keys, quotas, tree
+from conversations.services.access import get_conversation_for_turn, get_message_for_user
 from conversations.services.errors import EMPTY_MESSAGE, Busy, InvalidInput, NotFound
+from conversations.services.model_choices import ModelChoices
 from conversations.services.serialize import conversation_dict, message_dict
 
 logger = logging.getLogger(__name__)
@@ -123,17 +124,26 @@ def _check_vision(chat_model: ChatModel) -> None:
         )
 
 
-def _image_tokens(conversation: Conversation, chat_model: ChatModel, newest: list[Attachment]) -> int:
+def _image_tokens(
+    conversation: Conversation,
+    chat_model: ChatModel,
+    newest: list[Attachment],
+    history: tree.History | None = None,
+) -> int:
     """Prompt tokens the images of this turn's prompt may cost, for the reservation: the newest message's,
-    plus (CHAT_KEEP_OLD_IMAGES) every earlier image of the conversation, all branches: it leans high."""
+    plus (CHAT_KEEP_OLD_IMAGES) every earlier image of the conversation, all branches: it leans high. From
+    `history` when the turn's batch read it, else one query."""
     if not chat_model.supports_images:
         return 0
     sizes = [(a.width, a.height) for a in newest]
     if settings.CHAT_KEEP_OLD_IMAGES and conversation.pk is not None:
-        earlier = Attachment.objects.filter(message__conversation=conversation).exclude(
-            pk__in=[a.pk for a in newest]
-        )
-        sizes += list(earlier.values_list("width", "height"))
+        if history is not None:
+            sizes += [(a.width, a.height) for images in history.images.values() for a in images]
+        else:
+            earlier = Attachment.objects.filter(message__conversation=conversation).exclude(
+                pk__in=[a.pk for a in newest]
+            )
+            sizes += list(earlier.values_list("width", "height"))
     detail = settings.CHAT_IMAGE_DETAIL
     return sum(image_tokens(w, h, detail, chat_model.model_id) for w, h in sizes)
 
@@ -146,6 +156,7 @@ def _placeholder(
     *,
     user,
     user_limits: quotas.Limits,
+    history: tree.History | None = None,
 ) -> Message:
     """The answer-to-be, holding its budget reservation (images included). The caller holds lock_user;
     `user` is the conversation's owner (passed in: reading it again would cost a query per turn)."""
@@ -161,7 +172,7 @@ def _placeholder(
             chat_model,
             max_output if isinstance(max_output, int) else None,
             limits=user_limits,
-            image_tokens=_image_tokens(conversation, chat_model, images or []),
+            image_tokens=_image_tokens(conversation, chat_model, images or [], history),
         )
     )
     return Message.objects.create(
@@ -197,40 +208,62 @@ def do_send_turn(
 ) -> TurnStarted:
     """Save the user's message and an assistant placeholder, before anything is sent upstream.
 
-    The hot path of every turn: about a dozen statements, no row read twice (bench/load.py counts them).
-    `text` may be empty when `attachment_ids` isn't."""
+    About a dozen statements, no row read twice (bench/load.py counts them); a TurnBatch reads the shared
+    rows of many turns at once. `text` may be empty when `attachment_ids` isn't."""
     _check_not_empty(text, attachment_ids or [])
     with transaction.atomic():
         limits.lock_user(user)
-        created = conversation_id is None
-        if created:
-            conversation = Conversation(owner=user)
-        else:
-            conversation = get_conversation_for_turn(user, conversation_id)
-            if conversation.busy:
-                raise Busy(BUSY_MESSAGE)
-        conversation.owner = user  # the same row, already loaded: spares the reservation a query
-        chat_model, user_limits = _model_within_limits(user, None if created else conversation, model_pk)
-        attachments = _claim_attachments(user, attachment_ids or [], chat_model)
-        if params is not None:
-            conversation.params = {k: v for k, v in params.items() if k in PARAM_KEYS}
-        if system_prompt is not None:
-            conversation.system_prompt = system_prompt
-        conversation.model = chat_model
-        if created:
-            conversation.save()
-        user_message = Message.objects.create(
-            conversation=conversation,
-            parent=None if created else conversation.current_leaf,
-            role=Message.Role.USER,
-            content=text,
-        )
-        if attachments:
-            Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=user_message)
-        assistant = _placeholder(
-            conversation, user_message, chat_model, attachments, user=user, user_limits=user_limits
-        )
-        _finish_turn(conversation, assistant, chat_model)
+        conversation = None if conversation_id is None else get_conversation_for_turn(user, conversation_id)
+        if conversation is not None and conversation.busy:
+            raise Busy(BUSY_MESSAGE)
+        chat_model = resolve_model(model_pk, conversation, user)
+        return _send(user, conversation, chat_model, text, params, system_prompt, attachment_ids or [])
+
+
+def _send(
+    user,
+    conversation: Conversation | None,
+    chat_model: ChatModel,
+    text: str,
+    params: dict | None,
+    system_prompt: str | None,
+    attachment_ids: list,
+    history: tree.History | None = None,
+) -> TurnStarted:
+    """The writes of a send, once the conversation (None: a new one) and the model are known and checked.
+    The caller holds the transaction and the user's lock; `history`: the conversation's, if read already."""
+    created = conversation is None
+    if created:
+        conversation = Conversation(owner=user)
+    conversation.owner = user  # the same row, already loaded: spares the reservation a query
+    user_limits = _limits(user)
+    limits.check_rate(user, user_limits)
+    attachments = _claim_attachments(user, attachment_ids, chat_model)
+    if params is not None:
+        conversation.params = {k: v for k, v in params.items() if k in PARAM_KEYS}
+    if system_prompt is not None:
+        conversation.system_prompt = system_prompt
+    conversation.model = chat_model
+    if created:
+        conversation.save()
+    user_message = Message.objects.create(
+        conversation=conversation,
+        parent=None if created else conversation.current_leaf,
+        role=Message.Role.USER,
+        content=text,
+    )
+    if attachments:
+        Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=user_message)
+    assistant = _placeholder(
+        conversation,
+        user_message,
+        chat_model,
+        attachments,
+        user=user,
+        user_limits=user_limits,
+        history=history,
+    )
+    _finish_turn(conversation, assistant, chat_model)
     return TurnStarted(conversation, assistant, user_message, created, attachments)
 
 
@@ -324,8 +357,9 @@ def do_select_branch(user, message_id: str) -> Conversation:
 # --- A turn from the websocket, in one database call ----------------------------------------------------
 
 
-def turn_ack(turn: TurnStarted) -> dict:
-    """The new messages of a turn, for the acknowledgement frame."""
+def turn_ack(turn: TurnStarted, history: tree.History | None = None) -> dict:
+    """The new messages of a turn, for the acknowledgement frame. `history`: the conversation's messages as
+    read before the turn (a TurnBatch's), else the siblings are read."""
     if turn.user_message is not None:
         # Sent or edited: the answer is the only child of a message created in this turn.
         assistant_siblings = [str(turn.assistant.public_id)]
@@ -338,9 +372,14 @@ def turn_ack(turn: TurnStarted) -> dict:
         "user_message": None,
     }
     if turn.user_message is not None:
-        user_siblings = (
-            [str(turn.user_message.public_id)] if turn.created_conversation else _siblings(turn.user_message)
-        )
+        if turn.created_conversation:
+            user_siblings = [str(turn.user_message.public_id)]
+        elif history is not None:
+            parent = turn.user_message.parent_id
+            user_siblings = [str(m.public_id) for m in history.messages if m.parent_id == parent and m.pk]
+            user_siblings.append(str(turn.user_message.public_id))
+        else:
+            user_siblings = _siblings(turn.user_message)
         ack["user_message"] = message_dict(
             turn.user_message, siblings=user_siblings, attachments=turn.attachments
         )
@@ -370,35 +409,107 @@ class StartedTurn:
     failed_answer: dict | None = None
 
 
-def _save_turn(user, command: str, data: dict) -> TurnStarted:
-    match command:
-        case "send":
-            return do_send_turn(
-                user,
-                conversation_id=data["conversation"],
-                text=data["text"],
-                model_pk=data["model"],
-                params=data["params"],
-                system_prompt=data["system_prompt"],
-                attachment_ids=data["attachments"] or [],
-            )
-        case "regenerate":
-            return do_regenerate(user, data["message"], data["model"])
-        case "edit":
-            return do_edit(user, data["message"], data["text"], data["model"])
-    raise ValueError(f"not a turn command: {command}")
+@dataclass(frozen=True)
+class TurnRequest:
+    """A send, regenerate or edit from the websocket: the socket's session and the parsed frame's data."""
+
+    session_key: str | None
+    command: str
+    data: dict
+
+
+class TurnBatch:
+    """Websocket turns that arrived together, read together and started one by one.
+
+        with TurnBatch(requests) as batch:
+            for index in range(len(requests)):
+                started = batch.start(index)  # a ServiceError refuses that turn alone
+
+    The rows every turn reads (sessions and users, the conversations sent to, the model catalogue, their
+    messages) are read once for the batch, so a burst of turns costs a handful of queries plus each turn's
+    own writes (bench/README.md, "Load"). Each turn runs in its own savepoint. With PostgreSQL (several
+    processes) the batch is one transaction that locks every user of the batch before reading, so the
+    conversations it read cannot change under it; SQLite's writers are serialised anyway (one process, one
+    thread for turns), and a long transaction there would hold up the answer saves' thread.
+    """
+
+    def __init__(self, requests: list[TurnRequest]) -> None:
+        self.requests = requests
+        self._transaction = transaction.atomic() if connection.features.has_select_for_update else None
+
+    def __enter__(self) -> TurnBatch:
+        if self._transaction is not None:
+            self._transaction.__enter__()
+        try:
+            self._read()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._transaction is not None:
+            self._transaction.__exit__(*exc_info)
+
+    def _read(self) -> None:
+        self.sessions = access.SessionUsers(r.session_key for r in self.requests)
+        if self._transaction is not None:
+            limits.lock_users(self.sessions.user_ids())
+        ids = {r.data.get("conversation") for r in self.requests if r.command == "send"} - {None}
+        self.conversations = access.conversations_for_turns(ids)
+        self.choices = ModelChoices()
+        self.histories = tree.histories([c.pk for c in self.conversations.values()])
+        self._claimed: set[int] = set()  # conversations that got an answer in this batch: busy now
+
+    def start(self, index: int) -> StartedTurn:
+        """Save turn `index`, build its acknowledgement and prepare its answer's request."""
+        request = self.requests[index]
+        with transaction.atomic():
+            user = self.sessions.user(request.session_key)
+            turn = self._save(user, request.command, request.data)
+            self._claimed.add(turn.conversation.pk)
+            history = self.histories.get(turn.conversation.pk) if request.command == "send" else None
+            ack = turn_ack(turn, history)
+            if turn.created_conversation:
+                history = tree.History([], {})
+            if history is not None and turn.user_message is not None:
+                history = history.extended([turn.user_message], {turn.user_message.pk: turn.attachments})
+            try:
+                prepared = context.prepare(turn.assistant, turn.conversation, user, self.choices, history)
+            except Exception as exc:  # the turn is saved; its answer ends at once with the reason
+                logger.exception("answer %s could not be prepared", turn.assistant.pk)
+                failed = answers.fail(turn.assistant.pk, answers.start_error(exc))
+                return StartedTurn(user, turn, ack, None, failed)
+        return StartedTurn(user, turn, ack, prepared)
+
+    def _save(self, user, command: str, data: dict) -> TurnStarted:
+        match command:
+            case "send":
+                return self._send(user, data)
+            case "regenerate":
+                return do_regenerate(user, data["message"], data["model"])
+            case "edit":
+                return do_edit(user, data["message"], data["text"], data["model"])
+        raise ValueError(f"not a turn command: {command}")
+
+    def _send(self, user, data: dict) -> TurnStarted:
+        """do_send_turn, with the rows read for the batch."""
+        _check_not_empty(data["text"], data["attachments"] or [])
+        limits.lock_user(user)
+        conversation = None
+        if data["conversation"] is not None:
+            conversation = access.owned_for_turn(self.conversations, user, data["conversation"])
+            if conversation.busy or conversation.pk in self._claimed:
+                raise Busy(BUSY_MESSAGE)
+        chat_model = self.choices.resolve(data["model"], conversation and conversation.model_id, user)
+        history = self.histories.get(conversation.pk) if conversation is not None else None
+        return _send(
+            user, conversation, chat_model, data["text"], data["params"], data["system_prompt"],
+            data["attachments"] or [], history,
+        )  # fmt: skip
 
 
 def start_turn(session_key: str | None, command: str, data: dict) -> StartedTurn:
-    """A send, regenerate or edit command in one database call: re-check the session, save the turn, build
-    the acknowledgement and prepare the answer's request. One call because each hop to the database
-    thread costs time before the first token (and queues behind other sockets' work under load)."""
-    user = user_from_session(session_key)
-    turn = _save_turn(user, command, data)
-    ack = turn_ack(turn)
-    try:
-        prepared = context.prepare(turn.assistant, turn.conversation, owner=user)
-    except Exception as exc:  # the turn is saved; its answer ends at once with the reason
-        logger.exception("answer %s could not be prepared", turn.assistant.pk)
-        return StartedTurn(user, turn, ack, None, answers.fail(turn.assistant.pk, answers.start_error(exc)))
-    return StartedTurn(user, turn, ack, prepared)
+    """One websocket turn on its own (a batch of one)."""
+    with TurnBatch([TurnRequest(session_key, command, data)]) as batch:
+        return batch.start(0)

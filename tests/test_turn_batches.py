@@ -1,0 +1,109 @@
+"""Turns started in batches (services/turns.TurnBatch, engine/admission.py): the same rules as one at a time,
+each turn refused alone, and the shared rows read once whatever the batch's size."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from conversations.models import Conversation, Message
+from conversations.services import errors
+from conversations.services.turns import TurnBatch, TurnRequest, do_send_turn
+from tests.conftest import session_cookie_for
+
+pytestmark = pytest.mark.django_db
+
+
+def send(session_key, conversation=None, text="Hello", model=None, attachments=None):
+    return TurnRequest(
+        session_key,
+        "send",
+        {"conversation": conversation, "text": text, "model": model, "params": None, "system_prompt": None,
+         "attachments": attachments},
+    )  # fmt: skip
+
+
+def run(requests):
+    """Each request's StartedTurn, or the exception that refused it."""
+    outcomes = []
+    with TurnBatch(requests) as batch:
+        for index in range(len(requests)):
+            try:
+                outcomes.append(batch.start(index))
+            except errors.ServiceError as exc:
+                outcomes.append(exc)
+    return outcomes
+
+
+@pytest.fixture
+def keys(alice, charlie):
+    return session_cookie_for(Client(), alice), session_cookie_for(Client(), charlie)
+
+
+def idle(conversation):
+    Message.objects.filter(conversation=conversation, status__in=Message.ACTIVE_STATUSES).update(
+        status="complete"
+    )
+
+
+def test_a_batch_refuses_each_bad_turn_alone(keys, alice, charlie, sim_model):
+    alice_key, charlie_key = keys
+    mine = do_send_turn(alice, conversation_id=None, text="First").conversation
+    idle(mine)
+    outcomes = run(
+        [
+            send(alice_key, str(mine.public_id), "Second"),
+            send(
+                alice_key, str(mine.public_id), "Double click"
+            ),  # the first of this batch is still answering
+            send(charlie_key, str(mine.public_id), "Not mine"),  # someone else's conversation
+            send("no-such-session", None, "Who?"),
+            send(charlie_key, None, "My own new chat"),
+            send(alice_key, None, "", attachments=[]),  # nothing to send
+        ]
+    )
+    second, double, not_mine, nobody, new_chat, empty = outcomes
+    assert second.turn.conversation.pk == mine.pk and second.prepared is not None
+    assert isinstance(double, errors.Busy)
+    assert isinstance(not_mine, errors.NotFound)
+    assert isinstance(nobody, errors.Unauthenticated)
+    assert new_chat.turn.created_conversation and new_chat.turn.conversation.owner == charlie
+    assert isinstance(empty, errors.InvalidInput) and empty.code == "empty_message"
+    # Refused turns wrote nothing: alice's chat holds two questions and two answers; charlie has one chat.
+    assert Message.objects.filter(conversation=mine).count() == 4
+    assert Conversation.objects.filter(owner=charlie).count() == 1
+    # The prompt of the second turn carries the first exchange and its new question, read with the batch.
+    texts = [m.text for m in second.prepared.request.messages]
+    assert texts[0] == "First" and texts[-1] == "Second"
+
+
+def test_a_batch_keeps_group_restricted_models_to_their_groups(keys, alice, charlie, sim_model, gpt4):
+    alice_key, charlie_key = keys
+    premium = Group.objects.create(name="premium")
+    gpt4.allowed_groups.add(premium)
+    alice.groups.add(premium)
+    allowed, refused = run([send(alice_key, model=gpt4.pk), send(charlie_key, model=gpt4.pk)])
+    assert allowed.turn.assistant.model == gpt4
+    assert [r.model_id for r in allowed.prepared.routes] == ["gpt-4"]
+    assert isinstance(refused, errors.InvalidInput) and refused.code == "model_unavailable"
+
+
+def test_a_batch_reads_the_shared_rows_once(django_user_model, sim_model):
+    people = [django_user_model.objects.create_user(f"user{i}", password="pw") for i in range(20)]
+    requests = []
+    for person in people:
+        conversation = do_send_turn(person, conversation_id=None, text="Earlier").conversation
+        idle(conversation)
+        requests.append(send(session_cookie_for(Client(), person), str(conversation.public_id), "Now"))
+    with CaptureQueriesContext(connection) as one:
+        run(requests[:1])
+    with CaptureQueriesContext(connection) as twenty:
+        outcomes = run(requests[1:])
+    assert all(o.prepared is not None for o in outcomes)
+    shared = len(one) - 6  # what one turn reads that a batch reads once
+    # Each further turn costs only its own writes and checks (about six statements), not the shared reads.
+    assert len(twenty) <= shared + 19 * 6, [q["sql"][:80] for q in twenty.captured_queries]
+    assert len(twenty) < 19 * len(one) / 1.5
