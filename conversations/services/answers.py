@@ -67,6 +67,13 @@ def save_checkpoints(texts: dict[int, str]) -> None:
     )
 
 
+FINAL_FIELDS = (
+    "content", "status", "finish_reason", "error", "duration_ms", "heartbeat_at", "reserved_cost", "provider",
+    "provider_name", "own_key", "ttft_ms", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "model_name", "cost", "updated_at",
+)  # fmt: skip
+
+
 def finish(
     text: str, outcome: Outcome, result: StreamResult | None, prepared: Prepared, duration: float
 ) -> dict:
@@ -105,7 +112,9 @@ def finish(
         message.model_name = chat_model.canonical_id or chat_model.model_id
         if outcome.status != Message.Status.ERROR or text:
             message.cost = chat_model.cost(prompt, completion, cached)
-    message.save(force_update=True)  # a deleted conversation fails loudly here instead of re-creating the row
+    # Only what an answer's end changes (fewer columns to compile and write); a deleted conversation fails
+    # loudly here instead of re-creating the row.
+    message.save(force_update=True, update_fields=FINAL_FIELDS)
     return message_dict(message)
 
 
