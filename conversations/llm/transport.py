@@ -9,10 +9,10 @@ enabled, queues what arrives and wakes one waiting reader; a timer exists only w
 read/write timeout (our streaming reads ask for none: client.py's watchdog times them).
 
 It plugs in through httpcore's public `network_backend` argument. httpx 0.28 has no argument for that, so
-`AsyncioTransport` builds the connection pool itself and otherwise is httpx's own AsyncHTTPTransport (request
-and response conversion, exception mapping). Errors are httpcore's (ConnectError, ConnectTimeout, ReadError,
-ReadTimeout, WriteError, WriteTimeout), which httpx maps to its own as usual. Proxies are not handled here:
-`client.shared_client` keeps httpx's default transport when the environment configures one.
+`AsyncioTransport` is an `httpx.AsyncBaseTransport` of its own around an `httpcore.AsyncConnectionPool`: it
+converts requests and responses and maps httpcore's exceptions to httpx's exactly as httpx's own
+AsyncHTTPTransport does (httpx 0.28, `httpx/_transports/default.py`), through public APIs only. Proxies are
+not handled here: `client.shared_client` keeps httpx's default transport when the environment configures one.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import asyncio
 import collections
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
 from typing import Any
 
 import httpcore
@@ -266,14 +267,64 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class AsyncioTransport(httpx.AsyncHTTPTransport):
-    """httpx.AsyncHTTPTransport(verify=..., limits=...) on AsyncioBackend (HTTP/1.1, no proxy)."""
+# httpcore's exceptions -> httpx's, the same pairs as httpx's own transport (whose table is private). Looked up
+# along the raised class's MRO, so the most specific pair wins (httpcore.ReadTimeout -> httpx.ReadTimeout, not
+# httpx.TimeoutException), as in httpx.
+_ERRORS: dict[type[Exception], type[httpx.HTTPError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+def httpx_error_class(exc: Exception) -> type[httpx.HTTPError] | None:
+    """The httpx exception class for an httpcore exception; None for anything else (raised as it is)."""
+    for cls in type(exc).__mro__:
+        mapped = _ERRORS.get(cls)
+        if mapped is not None:
+            return mapped
+    return None
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """httpcore's response body as httpx wants it: errors mapped, closing closes httpcore's stream."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self._stream:
+                yield part
+        except Exception as exc:
+            mapped = httpx_error_class(exc)
+            if mapped is None:
+                raise
+            raise mapped(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class AsyncioTransport(httpx.AsyncBaseTransport):
+    """What httpx.AsyncHTTPTransport(verify=..., limits=...) does (HTTP/1.1, no proxy), on AsyncioBackend."""
 
     def __init__(
         self, *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits = DEFAULT_LIMITS
     ) -> None:
-        # Not calling super().__init__(): it would build a pool on httpcore's default backend only for us
-        # to replace it. `_pool` is all the parent's methods use.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify),
             max_connections=limits.max_connections,
@@ -283,3 +334,49 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
             http2=False,
             network_backend=AsyncioBackend(),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,  # the timeouts, among others
+        )
+        try:
+            response = await self._pool.handle_async_request(core_request)
+        except Exception as exc:
+            mapped = httpx_error_class(exc)
+            if mapped is None:
+                raise
+            raise mapped(str(exc)) from exc
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    async def __aenter__(self) -> AsyncioTransport:
+        await self._pool.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            await self._pool.__aexit__(exc_type, exc_value, traceback)
+        except Exception as exc:
+            mapped = httpx_error_class(exc)
+            if mapped is None:
+                raise
+            raise mapped(str(exc)) from exc
