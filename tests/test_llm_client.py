@@ -13,6 +13,7 @@ import socket
 import ssl
 import time
 
+import httpcore
 import httpx
 import pytest
 from cryptography import x509
@@ -56,7 +57,7 @@ from conversations.llm.errors import (
     UpstreamTruncated,
 )
 from conversations.llm.sse import SSEProtocolError
-from conversations.llm.transport import AsyncioTransport
+from conversations.llm.transport import AsyncioStream, AsyncioTransport, httpx_error_class
 from conversations.models import ChatModel, Provider
 from conversations.services.routes import route_for_model, route_for_provider
 from conversations.testing.upstream import Fault, Reply
@@ -759,3 +760,73 @@ async def test_a_peer_that_stops_reading_is_a_write_timeout():
             await client.post(
                 f"http://127.0.0.1:{port}/", content=b"x" * 32_000_000, timeout=httpx.Timeout(2.0, write=0.2)
             )
+
+
+HTTPCORE_ERRORS = [
+    "TimeoutException",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "NetworkError",
+    "ConnectError",
+    "ReadError",
+    "WriteError",
+    "ProxyError",
+    "UnsupportedProtocol",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+]
+
+
+@pytest.mark.parametrize("name", HTTPCORE_ERRORS)
+def test_httpcore_errors_become_the_httpx_errors_of_the_same_name(name):
+    assert httpx_error_class(getattr(httpcore, name)("boom")) is getattr(httpx, name)
+
+
+def test_other_errors_are_not_mapped():
+    assert httpx_error_class(ValueError("boom")) is None
+    assert httpx_error_class(OSError("boom")) is None
+
+
+def test_the_transport_is_its_own_httpx_transport():
+    transport = AsyncioTransport()
+    assert isinstance(transport, httpx.AsyncBaseTransport)
+    assert not isinstance(transport, httpx.AsyncHTTPTransport)
+
+
+async def test_responses_carry_httpcore_extensions_and_our_network_stream(upstream):
+    async with httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        response = await client.get(f"{upstream.base_url}/models")
+    assert response.status_code == 200 and response.json()["object"] == "list"
+    assert response.http_version == "HTTP/1.1" and response.reason_phrase == "OK"
+    assert isinstance(response.extensions["network_stream"], AsyncioStream)
+
+
+async def test_a_body_cut_mid_chunk_is_an_httpx_remote_protocol_error(upstream):
+    upstream.enqueue(Reply(tokens=["a "] * 5, fault=Fault.DROP, fault_after=2))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    url = f"{upstream.base_url}/chat/completions"
+    async with (
+        httpx.AsyncClient(transport=AsyncioTransport()) as client,
+        client.stream("POST", url, json=body) as response,
+    ):
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read") as caught:
+            async for _ in response.aiter_bytes():
+                pass
+    assert isinstance(caught.value.__cause__, httpcore.RemoteProtocolError)
+
+
+async def test_a_server_that_does_not_speak_http_is_an_httpx_remote_protocol_error():
+    async def handle(reader, writer):
+        await reader.read(1024)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server, httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"http://127.0.0.1:{port}/")

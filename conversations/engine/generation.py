@@ -5,7 +5,9 @@ tab does not stop the answer. While it runs:
 
 - text is coalesced into `delta` frames, each carrying the message id and the character offset it starts
   at, sent to the conversation's group. The first text goes out at once (time to first token); after that
-  at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS), an interval stretched
+  at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS). Between frames the
+  provider's socket is not read at all (paced reads: the generation is the client's pacer, `idle`), so a
+  frame's tokens are read in one go instead of waking the process once per token. The interval is stretched
   under load so that the whole process sends at most PROCESS_FRAMES_PER_SECOND frames: a frame costs the
   same CPU whatever its size, so many concurrent answers get fewer, larger frames instead of a backlog;
 - the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL with every other running answer's
@@ -91,6 +93,7 @@ class Generation:
         self.last_flush = -float("inf")  # loop time the last frame was cut: the first text goes out at once
         self.flush_timer: asyncio.TimerHandle | None = None  # the next coalesced frame, when one is due
         self.flush_tasks: set[asyncio.Task] = set()
+        self.paced = False  # the client calls `idle` between reads: frames are cut there, not by timers
         self.reader: asyncio.Task | None = None
         self.received_at = 0.0  # when the turn's frame arrived; requested_at: when its request started
         self.requested_at = 0.0
@@ -107,7 +110,8 @@ class Generation:
         return self.sent_text + "".join(self.pending)
 
     def _add_text(self, text: str) -> bool:
-        """Queue streamed text. True: flush now (the first text, or a full frame); else a timer will."""
+        """Queue streamed text. True: flush now (the first text, or a full frame); else the next frame
+        boundary will: `idle` when reads are paced, a timer otherwise."""
         self.pending.append(text)
         self.pending_chars += len(text)
         if self.pending_chars >= self.frame_max_chars:
@@ -116,8 +120,20 @@ class Generation:
             wait = self.last_flush + frame_interval(self.layer) - self.loop.time()
             if wait <= 0:
                 return True
-            self.flush_timer = self.loop.call_later(wait, self._flush_later)
+            if not self.paced:
+                self.flush_timer = self.loop.call_later(wait, self._flush_later)
         return False
+
+    async def idle(self) -> float:
+        """The completion client's pacer (conversations/llm/pacing.py): it has handed over every token it read
+        and would wait for the network. Send the frame if one is due, and hold the socket's reads until the
+        next is: tokens arriving meanwhile wait in the kernel and wake nothing, then one read takes them all."""
+        self.paced = True
+        due = self.last_flush + frame_interval(self.layer)
+        if self.pending and self.loop.time() >= due:
+            await self._flush()
+            due = self.last_flush + frame_interval(self.layer)
+        return due
 
     def _flush_later(self) -> None:
         self.flush_timer = None
@@ -254,9 +270,8 @@ class Generation:
         prepared = self.prepared
         self.requested_at = time.monotonic()
         try:
-            async with open_stream(
-                prepared.request, prepared.routes, config=ClientConfig.from_settings()
-            ) as stream:
+            config = ClientConfig.from_settings()
+            async with open_stream(prepared.request, prepared.routes, config=config, pacer=self) as stream:
                 self.result = stream.result
                 async for event in stream:
                     if type(event) in TEXT_EVENTS:

@@ -22,6 +22,7 @@ from conversations.llm.events import (
     TextDelta,
     Usage,
 )
+from conversations.llm.pacing import FramePacer, Pacer
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest, ImagePart
 from conversations.llm.routes import Route
 
@@ -33,8 +34,10 @@ __all__ = [
     "ClientConfig",
     "Completion",
     "Finish",
+    "FramePacer",
     "ImagePart",
     "LLMError",
+    "Pacer",
     "ReasoningDelta",
     "RefusalDelta",
     "Route",

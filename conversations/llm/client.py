@@ -31,6 +31,10 @@ Rules (see also errors.py and retry.py):
 - CPU per token matters (a read per token, hundreds of answers at once; bench/client_read.py): the shared
   pool runs on transport.py's asyncio socket layer (httpx, httpcore and h11 still do all of HTTP), and the
   watchdogs share one lazily re-armed timer per stream (`_Watchdog`) instead of an asyncio.timeout per read.
+- Paced reads (`open_stream(..., pacer=)`, pacing.py): after the first token, each time every received event
+  has been yielded and the stream is about to wait for the network, `await pacer.idle()` is called; the bytes
+  that arrive before the time it returns stay in the kernel and are read in one go then. The watchdogs and
+  cancellation work as without a pacer.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from conversations.llm.events import (
     TextDelta,
     Usage,
 )
+from conversations.llm.pacing import Pacer, current_pacer
 from conversations.llm.request import ChatRequest, build_body, build_headers
 from conversations.llm.retry import plan_retry
 from conversations.llm.routes import Route
@@ -193,9 +198,15 @@ def open_stream(
     config: ClientConfig | None = None,
     *,
     client: httpx.AsyncClient | None = None,
+    pacer: Pacer | None = None,
 ) -> ChatStream:
-    """A stream of events for `request`, served by the first route that works. Use as `async with`."""
-    return ChatStream(request, routes, config or ClientConfig.from_settings(), client)
+    """A stream of events for `request`, served by the first route that works. Use as `async with`.
+
+    `pacer`: after the first token, `await pacer.idle()` runs each time the stream has yielded every event it
+    received and is about to wait for the network; nothing is read before the loop time it returns (None:
+    read now). See pacing.py and README.md ("Paced reads").
+    """
+    return ChatStream(request, routes, config or ClientConfig.from_settings(), client, pacer=pacer)
 
 
 @dataclass
@@ -221,11 +232,14 @@ class ChatStream:
         routes: Sequence[Route],
         config: ClientConfig,
         client: httpx.AsyncClient | None = None,
+        *,
+        pacer: Pacer | None = None,
     ) -> None:
         self.request = request
         self.routes = list(routes)
         self.config = config
         self._client = client
+        self.pacer = pacer
         self.result = StreamResult()
         self._gen = self._run()
 
@@ -463,7 +477,7 @@ class ChatStream:
             else:
                 deadline = min(last_progress + stall_timeout, total_deadline)
             try:
-                piece = await self._read(attempt, deadline, StallTimeout, stall_timeout)
+                piece = await self._read(attempt, deadline, StallTimeout, stall_timeout, self.pacer)
             except UpstreamTimeout:
                 if decoder.finish_reason is not None:
                     logger.info("No [DONE] within the grace period after the finish chunk; ending the stream")
@@ -497,13 +511,20 @@ class ChatStream:
     # -- reading with deadlines ----------------------------------------------------------------------------
 
     async def _read(
-        self, attempt: _Attempt, deadline: float, on_timeout: type[UpstreamTimeout], seconds: float | None
+        self,
+        attempt: _Attempt,
+        deadline: float,
+        on_timeout: type[UpstreamTimeout],
+        seconds: float | None,
+        pacer: Pacer | None = None,
     ) -> bytes | None:
         """The next piece of the body; None at its end (or when the connection broke). Past `deadline`, raise
-        `on_timeout(timeout=seconds)`, or TotalTimeout if that is the deadline that passed."""
+        `on_timeout(timeout=seconds)`, or TotalTimeout if that is the deadline that passed. With `pacer`, the
+        transport paces the socket reads this makes (pacing.py)."""
         assert attempt.chunks is not None
         watchdog = self._watchdog
         task = watchdog.watch(deadline)
+        paced = current_pacer.set(pacer) if pacer is not None else None
         try:
             return await attempt.chunks.__anext__()
         except StopAsyncIteration:
@@ -523,6 +544,8 @@ class ChatStream:
             return None
         finally:
             watchdog.unwatch()
+            if paced is not None:
+                current_pacer.reset(paced)
 
     def _timeout(self, deadline: float, phase_error: LLMError) -> LLMError:
         if deadline >= self._total_deadline:

@@ -8,11 +8,16 @@ that was the largest share of the client's CPU (bench/client_read.py). Here a pr
 enabled, queues what arrives and wakes one waiting reader; a timer exists only when httpcore asks for a
 read/write timeout (our streaming reads ask for none: client.py's watchdog times them).
 
+Paced reads (pacing.py): when the reading task has a pacer and the read queue is empty, `read` asks it when
+to read next; until then the socket's reading stays paused (arriving tokens wake nothing and wait in the
+kernel), then one recv() takes all of them. While a pacer is in use, reading is paused again after every
+receive, so nothing is taken from the socket unless a reader is waiting for it.
+
 It plugs in through httpcore's public `network_backend` argument. httpx 0.28 has no argument for that, so
-`AsyncioTransport` builds the connection pool itself and otherwise is httpx's own AsyncHTTPTransport (request
-and response conversion, exception mapping). Errors are httpcore's (ConnectError, ConnectTimeout, ReadError,
-ReadTimeout, WriteError, WriteTimeout), which httpx maps to its own as usual. Proxies are not handled here:
-`client.shared_client` keeps httpx's default transport when the environment configures one.
+`AsyncioTransport` is an `httpx.AsyncBaseTransport` of its own around an `httpcore.AsyncConnectionPool`: it
+converts requests and responses and maps httpcore's exceptions to httpx's exactly as httpx's own
+AsyncHTTPTransport does (httpx 0.28, `httpx/_transports/default.py`), through public APIs only. Proxies are
+not handled here: `client.shared_client` keeps httpx's default transport when the environment configures one.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import asyncio
 import collections
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
 from typing import Any
 
 import httpcore
 import httpx
+
+from conversations.llm.pacing import Pacer, current_pacer
 
 # Stop reading from the socket when this much is queued and unread (a slow consumer of a fast body).
 HIGH_WATER = 256 * 1024
@@ -34,6 +42,8 @@ HAPPY_EYEBALLS_DELAY = 0.25
 DEFAULT_LIMITS = httpx.Limits()
 # What one recv() can take (httpcore asks for at most 64 KiB per read).
 RECEIVE_BUFFER = 64 * 1024
+# The longest a pacer may keep a read waiting (a pacer asking for more is a bug: don't let it look like a stall).
+MAX_PACE = 2.0
 
 
 class _Protocol(asyncio.BufferedProtocol):
@@ -47,7 +57,8 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def __init__(self, buffer: memoryview) -> None:
         self.buffer = buffer
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None  # what delivers to us (over TLS: the TLS transport)
+        self.socket_transport: asyncio.Transport | None = None  # the one over the socket (TLS or not)
         self.queue: collections.deque[bytes] = collections.deque()
         self.queued = 0
         self.eof = False
@@ -56,9 +67,16 @@ class _Protocol(asyncio.BufferedProtocol):
         self.waiter: asyncio.Future[None] | None = None  # a reader waiting for data or EOF
         self.writing_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
+        # Pacing: `paced` while the reads have a pacer (reading pauses after every receive); `held` while the
+        # socket's reading is paused for it.
+        self.paced = False
+        self.held = False
+        self.receives = 0  # buffer_updated calls: recv()s that delivered bytes (tests count them)
+        self.filled = False  # the last receive filled the whole buffer: more is probably waiting
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.socket_transport = transport  # type: ignore[assignment]  # start_tls keeps this one
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.buffer
@@ -66,11 +84,35 @@ class _Protocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         data = bytes(self.buffer[:nbytes])
         self.queue.append(data)
-        self.queued += len(data)
+        self.queued += nbytes
+        self.receives += 1
+        self.filled = nbytes == len(self.buffer)
+        if self.paced and not self.held:
+            self.hold()
         if self.queued > HIGH_WATER and not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
         self._wake()
+
+    def hold(self) -> None:
+        """Pacing: leave what arrives in the kernel (over TLS, pause the socket, not the TLS layer: the raw
+        reads are the wake-ups to save)."""
+        if not self.held and self.socket_transport is not None:
+            self.held = True
+            if not (self.reading_paused and self.socket_transport is self.transport):
+                self.socket_transport.pause_reading()
+
+    def release(self) -> None:
+        """Pacing: take from the socket again (a timer calls this at the time the pacer asked for)."""
+        if self.held and self.socket_transport is not None:
+            self.held = False
+            if not (self.reading_paused and self.socket_transport is self.transport):
+                self.socket_transport.resume_reading()
+
+    def resume_after_high_water(self) -> None:
+        self.reading_paused = False
+        if self.transport is not None and not (self.held and self.socket_transport is self.transport):
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -131,11 +173,15 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if not protocol.queue and not protocol.eof:
             if self._closed:
                 raise httpcore.ReadError("the connection is closed")
-            protocol.waiter = self._loop.create_future()
-            try:
-                await _wait(protocol.waiter, timeout, httpcore.ReadTimeout, "read timed out")
-            finally:
-                protocol.waiter = None
+            pacer = current_pacer.get()
+            if pacer is not None or protocol.paced:
+                await self._wait_paced(pacer, timeout)
+            else:
+                protocol.waiter = self._loop.create_future()
+                try:
+                    await _wait(protocol.waiter, timeout, httpcore.ReadTimeout, "read timed out")
+                finally:
+                    protocol.waiter = None
         queue = protocol.queue
         if not queue:
             if self._closed or protocol.error is not None:
@@ -155,9 +201,53 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             queue.appendleft(rest)
         protocol.queued -= len(data)
         if protocol.reading_paused and protocol.queued <= HIGH_WATER // 4 and not protocol.eof:
-            protocol.reading_paused = False
-            self._transport.resume_reading()
+            protocol.resume_after_high_water()
         return data
+
+    async def _wait_paced(self, pacer: Pacer | None, timeout: float | None) -> None:
+        """`read` with an empty queue when the reads have a pacer (or just had one): ask it when to read,
+        keep the socket's reading paused until then, wait for data."""
+        protocol = self._protocol
+        loop = self._loop
+        started = loop.time()
+        resume_at = None
+        if pacer is None:  # the pacer's reads are over (the drain after [DONE], the next request)
+            protocol.paced = False
+        else:
+            protocol.paced = True
+            token = current_pacer.set(None)  # whatever idle() reads itself is not paced by it
+            try:
+                until = await pacer.idle()
+            finally:
+                current_pacer.reset(token)
+            if until is not None and not protocol.filled:
+                # Never past half a read timeout (the held bytes would look like a timeout) or MAX_PACE.
+                limit = MAX_PACE if timeout is None else min(MAX_PACE, timeout / 2)
+                resume_at = min(until, started + limit)
+            if protocol.queue or protocol.eof:  # arrived while idle() ran (reading was not held yet)
+                return
+            if self._closed:
+                raise httpcore.ReadError("the connection is closed")
+        timer = None
+        if resume_at is not None and resume_at > loop.time():
+            protocol.hold()
+            timer = loop.call_at(resume_at, protocol.release)
+        else:
+            protocol.release()
+        if timeout is not None:  # the read's timeout counts from its start, idle() included
+            timeout = max(0.0, started + timeout - loop.time())
+        protocol.waiter = loop.create_future()
+        try:
+            await _wait(protocol.waiter, timeout, httpcore.ReadTimeout, "read timed out")
+        finally:
+            protocol.waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def unpace(self) -> None:
+        """The response is over: read (and so notice the server closing) like an unpaced connection."""
+        self._protocol.paced = False
+        self._protocol.release()
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -212,6 +302,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._protocol.transport = transport
         return AsyncioStream(transport, self._protocol)
 
+    @property
+    def receives(self) -> int:
+        """How many recv()s delivered bytes on this connection so far (over TLS: decrypted deliveries)."""
+        return self._protocol.receives
+
     def get_extra_info(self, info: str) -> Any:
         transport = self._transport
         if info == "ssl_object":
@@ -224,8 +319,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return transport.get_extra_info("socket")
         if info == "is_readable":
             # httpcore asks before reusing an idle connection: readable means the server closed it (or sent
-            # something unasked). We read all the time, so the protocol already knows.
-            return self._protocol.eof or bool(self._protocol.queue)
+            # something unasked). We read all the time, so the protocol already knows, unless a pacer left
+            # reading paused (the response is unpaced when it closes, so only a stray case): don't reuse it.
+            protocol = self._protocol
+            return protocol.eof or bool(protocol.queue) or protocol.held
         return None
 
 
@@ -266,14 +363,67 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class AsyncioTransport(httpx.AsyncHTTPTransport):
-    """httpx.AsyncHTTPTransport(verify=..., limits=...) on AsyncioBackend (HTTP/1.1, no proxy)."""
+# httpcore's exceptions -> httpx's, the same pairs as httpx's own transport (whose table is private). Looked up
+# along the raised class's MRO, so the most specific pair wins (httpcore.ReadTimeout -> httpx.ReadTimeout, not
+# httpx.TimeoutException), as in httpx.
+_ERRORS: dict[type[Exception], type[httpx.HTTPError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+def httpx_error_class(exc: Exception) -> type[httpx.HTTPError] | None:
+    """The httpx exception class for an httpcore exception; None for anything else (raised as it is)."""
+    for cls in type(exc).__mro__:
+        mapped = _ERRORS.get(cls)
+        if mapped is not None:
+            return mapped
+    return None
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """httpcore's response body as httpx wants it: errors mapped, closing closes httpcore's stream."""
+
+    def __init__(self, stream: AsyncIterable[bytes], network_stream: object) -> None:
+        self._stream = stream
+        self._network_stream = network_stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self._stream:
+                yield part
+        except Exception as exc:
+            mapped = httpx_error_class(exc)
+            if mapped is None:
+                raise
+            raise mapped(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        if isinstance(self._network_stream, AsyncioStream):
+            self._network_stream.unpace()  # before httpcore may hand the connection to another request
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class AsyncioTransport(httpx.AsyncBaseTransport):
+    """What httpx.AsyncHTTPTransport(verify=..., limits=...) does (HTTP/1.1, no proxy), on AsyncioBackend."""
 
     def __init__(
         self, *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits = DEFAULT_LIMITS
     ) -> None:
-        # Not calling super().__init__(): it would build a pool on httpcore's default backend only for us
-        # to replace it. `_pool` is all the parent's methods use.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify),
             max_connections=limits.max_connections,
@@ -283,3 +433,49 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
             http2=False,
             network_backend=AsyncioBackend(),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,  # the timeouts, among others
+        )
+        try:
+            response = await self._pool.handle_async_request(core_request)
+        except Exception as exc:
+            mapped = httpx_error_class(exc)
+            if mapped is None:
+                raise
+            raise mapped(str(exc)) from exc
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream, response.extensions.get("network_stream")),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    async def __aenter__(self) -> AsyncioTransport:
+        await self._pool.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            await self._pool.__aexit__(exc_type, exc_value, traceback)
+        except Exception as exc:
+            mapped = httpx_error_class(exc)
+            if mapped is None:
+                raise
+            raise mapped(str(exc)) from exc
