@@ -30,6 +30,7 @@ from django.db import connections
 from django.test.utils import override_settings
 
 from conversations import crypto
+from conversations.engine import db_threads
 from conversations.testing.upstream import UpstreamSimulator
 from tests.live import DaphneServer
 
@@ -115,12 +116,15 @@ def _flush_lane_redis():
 
 @pytest.fixture(autouse=True)
 def _close_sync_thread_connection(request):
-    """Async tests run ORM calls on asgiref's single sync thread, whose connection would outlive the test (and
-    PostgreSQL refuses to drop a test database still in use): close it after each database test."""
+    """Async tests run ORM calls on the engine's database threads (asgiref's single sync thread, and the
+    answer-saves thread), whose connections would outlive the test (and PostgreSQL refuses to drop a test
+    database still in use): close them after each database test."""
     yield
-    executor = SyncToAsync.single_thread_executor
-    if request.node.get_closest_marker("django_db") is not None and isinstance(executor, ThreadPoolExecutor):
-        executor.submit(connections.close_all).result(timeout=30)
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    for executor in (SyncToAsync.single_thread_executor, db_threads.SAVES):
+        if isinstance(executor, ThreadPoolExecutor):
+            executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -495,7 +495,7 @@ class TurnBatch:
     def _send(self, user, data: dict) -> TurnStarted:
         """do_send_turn, with the rows read for the batch."""
         _check_not_empty(data["text"], data["attachments"] or [])
-        limits.lock_user(user)
+        # No lock_user here: the batch locked every user it serves (PostgreSQL; SQLite needs none).
         conversation = None
         if data["conversation"] is not None:
             conversation = access.owned_for_turn(self.conversations, user, data["conversation"])
