@@ -462,6 +462,10 @@ def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 1000:.0f}" if value >= 0.1 else f"{value * 1000:.1f}"
 
 
+def rate_text(rate: float | None) -> str:
+    return "none" if rate is None else f"{rate:g}"
+
+
 def within_limits(row: dict) -> bool:
     """A sustained step passes: added TTFT p95 and completion lag p95 within limits, nothing lost or failed."""
     return (
@@ -901,7 +905,7 @@ class Bench:
             out.append((name, f"{op} {limit:g} {unit}".strip(), f"{shown:.1f} {unit}".strip(), ok))
         return out
 
-    def header(self, title: str) -> list[str]:
+    def header(self, title: str, how: str) -> list[str]:
         cpu_model = next(
             (
                 line.split(":", 1)[1].strip()
@@ -924,7 +928,7 @@ class Bench:
             f"Linux {platform.release()}, `ulimit -n` {self.facts['open files limit']}.",
             f"{servers}; upstream simulator: {TOKENS} tokens, TTFT {TTFT * 1000:.0f} ms, "
             f"{TOKEN_DELAY * 1000:.0f} ms per token, in its own process; clients in up to "
-            f"{self.args.client_procs} more.",
+            f"{self.args.client_procs} more. {how}",
             *([f"**Note: {self.args.note}**"] if self.args.note else []),
         ]
 
@@ -945,9 +949,9 @@ class Bench:
         return lines
 
     def report(self) -> str:
-        lines = self.header(self.backend())
-        lines[-1] += (
-            f" N=1 is {self.rounds.get(1, 0)} turns one after another; larger N send all turns at once."
+        lines = self.header(
+            self.backend(),
+            f"N=1 is {self.rounds.get(1, 0)} turns one after another; larger N send all turns at once.",
         )
         several = self.args.workers > 1
         lines += [
@@ -996,10 +1000,10 @@ class Bench:
 
     def sustained_report(self) -> str:
         args, workers = self.args, self.args.workers
-        lines = self.header(f"Sustained load: {self.backend()}")
-        lines[-1] += (
-            f" Turns arrive as a Poisson process (seed {args.seed}); each is a full answer on an idle socket of "
-            f"its own user (a fresh conversation)."
+        lines = self.header(
+            f"Sustained load: {self.backend()}",
+            f"Turns arrive as a Poisson process (seed {args.seed}); each is a full answer on an idle socket of "
+            "its own user (a fresh conversation).",
         )
         lines.append("")
         limits = (
@@ -1014,13 +1018,19 @@ class Bench:
                     f"**Capacity: {capacity / workers:g} turns/s per process** ({capacity:g} turns/s in all), the "
                     f"highest rate found with {limits}, confirmed by a {args.duration:g} s run. Search: "
                     f"{args.step_duration:g} s steps, doubling from {args.start_rate:g} turns/s per process, "
-                    f"then bisection to within {args.precision:.0%} (last passing {low}, first failing {high} "
-                    "turns/s in all)."
+                    f"then bisection to within {args.precision:.0%} (last passing {rate_text(low)}, first failing "
+                    f"{rate_text(high)} turns/s in all)."
+                    + (
+                        " No step failed before --max-steps or --max-rate: this is a lower bound."
+                        if high is None
+                        else ""
+                    )
                 )
             else:
                 lines.append(
-                    f"**Capacity: not found.** No rate kept {limits} (last passing step {low}, first failing "
-                    f"{high} turns/s in all; the confirming runs are below)."
+                    f"**Capacity: not found.** No confirming run kept {limits} (last passing step "
+                    f"{rate_text(low)}, first failing {rate_text(high)} turns/s in all; the confirming runs are "
+                    "below)."
                 )
         else:
             lines.append(f"One run at {args.rate:g} turns/s; limits: {limits}.")
@@ -1066,7 +1076,7 @@ idle again, divided by the answers; *server CPU (cores)* the same time divided b
 INSERT/UPDATE/DELETE statements the servers ran (an execute wrapper counts them), per answer. *Upstream TTFT
 slip* = how late the simulator itself wrote first tokens. *Client CPU* = CPU of the client processes per
 answer; *busiest client* = the largest share of a core one client process used during the run; *client loop
-lag* = how late a client process's event loop woke for a 5 ms timer (p95 of the busiest): when it grows,
+lag* = how late a client process's event loop woke for a 20 ms timer (p95 of the busiest): when it grows,
 client timestamps include the client's own delay. *Other load* = CPU used by processes other than the
 servers, the simulator, the clients (and py-spy) during the run: with PostgreSQL or Redis that includes
 their servers (about 0.15 cores); otherwise anything above a few hundredths means something else disturbed
