@@ -122,12 +122,15 @@ def test_run_with_workers_2_serves_one_port_from_two_processes_and_sigterm_stops
     connections: list[http.client.HTTPConnection] = []
     try:
         deadline = time.monotonic() + 120  # migrate (nothing to do), collectstatic, bootstrap, then serve
-        while not (found := re.search(r"pids (\d+), (\d+);", log_path.read_text(errors="replace"))):
-            assert run.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+        while "Serving on" not in (log := log_path.read_text(errors="replace")):
+            assert run.poll() is None, log
+            assert time.monotonic() < deadline, log
             time.sleep(0.1)
+        found = re.search(
+            rf"Serving on http://127.0.0.1:{port} \(2 daphne processes.*; pids (\d+), (\d+);", log
+        )
+        assert found, log
         pids = [int(found.group(1)), int(found.group(2))]
-        assert f"Serving on http://127.0.0.1:{port} (2 daphne processes" in log_path.read_text()
 
         # Keep-alive connections that each got an answer: each is held by the process that served it.
         for _ in range(24):
