@@ -2,6 +2,8 @@
 
 Run by bench/load.py with the bench server's environment (DATA_DIR, DATABASE_URL, SECRET_KEY):
     load_seed.py <simulator base URL> <users> <conversations per user>
+    load_seed.py --add <users> <conversations per user>    # later: users bench0.. (any missing are created),
+                                                           # a fresh session each, more conversations
 Prints {"model": pk, "sessions": [...], "conversations": [[ids of user 0], ...]} as JSON.
 Conversations are created with a title, so a turn is one upstream call (no title request afterwards).
 """
@@ -28,30 +30,41 @@ def main() -> None:
 
     from conversations.models import ChatModel, Conversation, Provider
 
+    adding = sys.argv[1] == "--add"
     base_url, users, per_user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    User = get_user_model()
     with transaction.atomic():
-        provider = Provider(name="Bench simulator", kind=Provider.Kind.OPENAI_COMPATIBLE, base_url=base_url)
-        provider.api_key = "sk-bench-0000"
-        provider.save()
-        model = ChatModel.objects.create(
-            provider=provider,
-            model_id="gpt-4o",
-            canonical_id="gpt-4o",
-            display_name="GPT-4o (bench)",
-            context_window=128_000,
-            max_output_tokens=16_384,
-            input_price=Decimal("2.50"),
-            cached_input_price=Decimal("1.25"),
-            output_price=Decimal("10.00"),
+        if adding:
+            model = ChatModel.objects.get(provider__name="Bench simulator")
+        else:
+            provider = Provider(
+                name="Bench simulator", kind=Provider.Kind.OPENAI_COMPATIBLE, base_url=base_url
+            )
+            provider.api_key = "sk-bench-0000"
+            provider.save()
+            model = ChatModel.objects.create(
+                provider=provider,
+                model_id="gpt-4o",
+                canonical_id="gpt-4o",
+                display_name="GPT-4o (bench)",
+                context_window=128_000,
+                max_output_tokens=16_384,
+                input_price=Decimal("2.50"),
+                cached_input_price=Decimal("1.25"),
+                output_price=Decimal("10.00"),
+            )
+        names = [f"bench{i}" for i in range(users)]
+        existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+        created = User.objects.bulk_create(
+            [User(username=name, email=f"{name}@example.com") for name in names if name not in existing]
         )
-        User = get_user_model()
-        people = User.objects.bulk_create(
-            [User(username=f"bench{i}", email=f"bench{i}@example.com") for i in range(users)]
-        )
-        people = list(User.objects.filter(username__startswith="bench").order_by("pk"))
-        for person in people:
-            person.set_password("bench password")  # MD5 in the bench (CHAT_INSECURE_FAST_PASSWORD_HASHER)
-        User.objects.bulk_update(people, ["password"])
+        if created:
+            created = list(User.objects.filter(username__in=[u.username for u in created]))
+            for person in created:
+                person.set_password("bench password")  # MD5 in the bench (CHAT_INSECURE_FAST_PASSWORD_HASHER)
+            User.objects.bulk_update(created, ["password"])
+        by_name = {person.username: person for person in User.objects.filter(username__in=names)}
+        people = [by_name[name] for name in names]
         conversations = Conversation.objects.bulk_create(
             [
                 Conversation(owner=person, model=model, title=f"Bench {i}")
@@ -75,7 +88,7 @@ def main() -> None:
             {
                 "model": model.pk,
                 "sessions": sessions,
-                "conversations": [by_owner[person.pk] for person in people],
+                "conversations": [by_owner.get(person.pk, []) for person in people],
             }
         )
     )

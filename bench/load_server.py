@@ -2,7 +2,8 @@
 
 Usage: load_server.py <daphne arguments>. Same as `daphne ...`, plus: every database connection gets an
 execute wrapper counting statements by kind (the first SQL word), and on SIGUSR1 the counts are written to
-$BENCH_COUNTS_FILE. Counting costs about a microsecond a statement; nothing else differs from a plain
+$BENCH_COUNTS_FILE.<pid> (one file per process: bench/load.py may run several behind scripts/serve.py).
+Counting costs about a microsecond a statement; nothing else differs from a plain
 daphne process.
 """
 
@@ -34,7 +35,7 @@ def _on_connection(sender, connection, **kwargs) -> None:
 
 
 def _write_counts(path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(COUNTS))
     tmp.replace(path)
 
@@ -49,7 +50,8 @@ def main() -> None:
     if counts_file:
         # Python runs the handler in the main thread at its next bytecode: the event loop wakes at least
         # once a second (daphne's housekeeping timers), so the file appears within about a second.
-        signal.signal(signal.SIGUSR1, lambda *_: _write_counts(Path(counts_file)))
+        path = Path(f"{counts_file}.{os.getpid()}")
+        signal.signal(signal.SIGUSR1, lambda *_: _write_counts(path))
     from daphne.cli import CommandLineInterface
 
     sys.argv = ["daphne", *sys.argv[1:]]

@@ -1,15 +1,23 @@
-"""The production environment documented in docs/deployment.md passes `manage.py check --deploy` cleanly."""
+"""Deployment: the production environment documented in docs/deployment.md passes `manage.py check --deploy`
+cleanly, and ./scripts/run serves one port from several daphne processes when REDIS_URL is set."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings
 
-from tests.live import BASE_DIR
+from tests.live import BASE_DIR, DaphneServer, free_port
 
 DOC = BASE_DIR / "docs" / "deployment.md"
 MARKER = "<!-- production-env:"
@@ -61,3 +69,88 @@ def test_the_documented_production_environment_passes_check_deploy(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+# --- ./scripts/run with several processes ------------------------------------------------------------------------
+
+needs_redis = pytest.mark.skipif(
+    not settings.REDIS_URL,
+    reason="needs REDIS_URL: without it ./scripts/run starts one process "
+    "(scripts/test runs this in its PostgreSQL + Redis lane)",
+)
+
+
+def connections_by_pid(pids: list[int], port: int) -> list[int]:
+    """Established TCP connections to local `port` each process holds (/proc/net/tcp and its fds)."""
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+            established.add(fields[9])  # the socket's inode
+    counts = []
+    for pid in pids:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        counts.append(len(inodes & established))
+    return counts
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)  # the launcher's processes read the committed test database
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts connections through /proc")
+def test_run_with_workers_2_serves_one_port_from_two_processes_and_sigterm_stops_both(tmp_path):
+    port = free_port()
+    env = DaphneServer(tmp_path, {}).environment()  # the test database, the test Redis, this run's secrets
+    env.update({"WORKERS": "2", "HOST": "127.0.0.1", "PORT": str(port), "ALLOWED_HOSTS": "127.0.0.1"})
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        run = subprocess.Popen(
+            [str(BASE_DIR / "scripts" / "run")], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    connections: list[http.client.HTTPConnection] = []
+    try:
+        deadline = time.monotonic() + 120  # migrate (nothing to do), collectstatic, bootstrap, then serve
+        while "Serving on" not in (log := log_path.read_text(errors="replace")):
+            assert run.poll() is None, log
+            assert time.monotonic() < deadline, log
+            time.sleep(0.1)
+        found = re.search(
+            rf"Serving on http://127.0.0.1:{port} \(2 daphne processes.*; pids (\d+), (\d+);", log
+        )
+        assert found, log
+        pids = [int(found.group(1)), int(found.group(2))]
+
+        # Keep-alive connections that each got an answer: each is held by the process that served it.
+        for _ in range(24):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/accounts/login/")
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+            connections.append(conn)
+        counts = connections_by_pid(pids, port)
+        assert sum(counts) == 24 and min(counts) > 0, f"connections per process: {counts}"
+        for conn in connections:
+            conn.close()
+
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=30) == 0, log_path.read_text(errors="replace")
+        assert not any(alive(pid) for pid in pids), "a daphne process outlived the launcher"
+    finally:
+        for conn in connections:
+            conn.close()
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=10)
