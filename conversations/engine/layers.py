@@ -25,6 +25,8 @@ import redis.asyncio.connection
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 
+from conversations.engine.notify import FRAME
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,8 +52,11 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         # channels' send builds a throwaway queue for every message (dict.setdefault's argument) and checks
         # the name again: a few percent of the CPU at 200 answers. The rest is as there.
         assert isinstance(message, dict), "message is not a dict"
+        # Frames (engine/notify.py) are never changed once sent, by the sender or by any consumer (they build a
+        # new dict to trim one): every recipient shares one, instead of a deep copy each.
+        shared = message.get("type") == FRAME
         try:
-            queue.put_nowait((time.time() + self.expiry, deepcopy(message)))
+            queue.put_nowait((time.time() + self.expiry, message if shared else deepcopy(message)))
         except asyncio.QueueFull:
             raise ChannelFull(channel) from None
 
