@@ -11,6 +11,8 @@ import ipaddress
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import time
 
 import httpcore
@@ -830,3 +832,14 @@ async def test_a_server_that_does_not_speak_http_is_an_httpx_remote_protocol_err
         port = server.sockets[0].getsockname()[1]
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get(f"http://127.0.0.1:{port}/")
+
+
+def test_the_llm_package_imports_no_engine_channels_or_services():
+    # A fresh interpreter: what `import conversations.llm` pulls in on its own (pacing and transport included).
+    code = (
+        "import sys, conversations.llm, conversations.llm.pacing, conversations.llm.transport;"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('channels', 'daphne')"
+        " or m.startswith(('conversations.engine', 'conversations.services', 'conversations.consumers')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []
