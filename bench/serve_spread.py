@@ -19,6 +19,7 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +112,7 @@ def measure(balance: str, workers: int, connections: int, rounds: int, busy: boo
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     return spreads
 
 
