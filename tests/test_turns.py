@@ -145,3 +145,18 @@ def test_select_branch_follows_the_newest_child(alice, sim_model):
     turns.do_select_branch(alice, str(edited.public_id))
     conversation.refresh_from_db()
     assert conversation.current_leaf == edited_answer
+
+
+@pytest.mark.parametrize(
+    ("reply", "title"),
+    [
+        ("Title: \u201cTrip plans\u201d", "Trip plans"),
+        ("**Python tips**\n\nHere is why I chose it.", "Python tips"),
+        ("`asyncio` basics.", "asyncio basics"),
+        ("Hi! I'm the **upstream simulator**: a stand-in", "Hi! I'm the upstream simulator: a stand-in"),
+    ],
+)
+def test_a_title_is_the_first_line_of_the_reply_as_plain_text(reply, title):
+    from conversations.services.titles import clean_title
+
+    assert clean_title(reply) == title

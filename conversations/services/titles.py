@@ -51,7 +51,11 @@ def _user_line(prompt: str, images: int) -> str:
 
 
 def clean_title(raw: str) -> str:
-    title = re.sub(r"^title\s*:\s*", "", " ".join(raw.split()), flags=re.IGNORECASE)
+    """The model's reply as a sidebar title: its first line, without a "Title:" label, Markdown emphasis or code
+    marks (the sidebar shows plain text), surrounding quotes or a final period."""
+    first_line = next((line for line in raw.splitlines() if line.strip()), "")
+    title = re.sub(r"^title\s*:\s*", "", " ".join(first_line.split()), flags=re.IGNORECASE)
+    title = re.sub(r"\*\*|__|`", "", title)
     return title.strip(" \"'\u201c\u201d\u2018\u2019.*#")[:TITLE_MAX_CHARS]  # quotes, curly quotes
 
 
