@@ -290,10 +290,12 @@ class Attachment(models.Model):
     height = models.PositiveIntegerField()
     bytes = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64, db_index=True)
+    # Where the user put it among its message's images (uploads finish in any order, so created_at can't say).
+    position = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["created_at", "id"]
+        ordering = ["position", "created_at", "id"]
 
     def __str__(self) -> str:
         return f"{self.mime} {self.width}x{self.height}"

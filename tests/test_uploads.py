@@ -430,6 +430,26 @@ def test_regenerating_an_answer_about_images_with_a_text_only_model_is_refused(
 
 
 @pytest.mark.django_db
+def test_images_keep_the_order_they_were_attached_in_whatever_order_they_uploaded(
+    client, alice, sim_model, media
+):
+    """The browser uploads a message's images at once, and they finish in any order."""
+    client.force_login(alice)
+    second = upload(client, photo((400, 300), colour=(1, 2, 3))).json()["id"]  # finished uploading first
+    first = upload(client, photo((300, 400), colour=(3, 2, 1))).json()["id"]
+    turn = turns.do_send_turn(alice, conversation_id=None, text="In order", attachment_ids=[first, second])
+    snapshot = transcript.snapshot(alice, str(turn.conversation.public_id))
+    question = snapshot["messages"][0]
+    assert [a["id"] for a in question["attachments"]] == [first, second]
+    Message.objects.filter(pk=turn.assistant.pk).update(status="complete", content="Two images.")
+    edited = turns.do_edit(alice, question["id"], "Still in order")
+    assert [a.width for a in edited.user_message.attachments.all()] == [300, 400]
+    conversation, path = tree.branch_for_answer(turn.assistant)
+    images = context.build_request(conversation, path, sim_model).request.messages[-1].images
+    assert [image.width for image in images] == [300, 400]
+
+
+@pytest.mark.django_db
 def test_an_edited_message_keeps_its_images(client, alice, sim_model, media):
     client.force_login(alice)
     image = upload(client, photo((300, 200))).json()["id"]

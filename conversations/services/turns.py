@@ -252,8 +252,10 @@ def _send(
         role=Message.Role.USER,
         content=text,
     )
-    if attachments:
-        Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=user_message)
+    if attachments:  # in the order the user attached them
+        for position, attachment in enumerate(attachments):
+            attachment.message, attachment.position = user_message, position
+        Attachment.objects.bulk_update(attachments, ["message", "position"])
     assistant = _placeholder(
         conversation,
         user_message,
@@ -327,7 +329,7 @@ def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> Tu
             [
                 Attachment(
                     owner=user, message=user_message, file=a.file.name, mime=a.mime,
-                    width=a.width, height=a.height, bytes=a.bytes, sha256=a.sha256,
+                    width=a.width, height=a.height, bytes=a.bytes, sha256=a.sha256, position=a.position,
                 )
                 for a in images
             ]
