@@ -125,13 +125,13 @@ def test_invalid_input_is_400(client, alice):
     }
 
 
-def test_an_import_over_the_limit_is_400_and_imports_nothing(client, alice, settings):
+def test_an_import_over_the_limit_is_413_and_imports_nothing(client, alice, settings):
     settings.CHAT_IMPORT_MAX_BYTES = 1_000_000
     client.force_login(alice)
     big = SimpleUploadedFile("conversations.json", b"[" + b" " * 1_000_000 + b"]", "application/json")
     response = client.post("/api/imports", {"file": big})
-    assert response.status_code == 400
-    assert error_of(response) == {"code": "invalid", "message": "That file is larger than 1 MB."}
+    assert response.status_code == 413
+    assert error_of(response) == {"code": "too_large", "message": "That file is larger than 1 MB."}
     assert not Conversation.objects.exists()
 
 

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from conversations.models import Attachment, ChatModel, Conversation, ImportJob, Message, attachment_path
 from conversations.services import export, uploads
 from conversations.services.access import parse_uuid
-from conversations.services.errors import InvalidInput, NotFound
+from conversations.services.errors import InvalidInput, NotFound, TooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -438,7 +438,7 @@ def _write(user, drafts: list[Draft], report: Report, progress=None) -> None:
 def check_size(size: int) -> None:
     """Refuses a file over CHAT_IMPORT_MAX_BYTES; the view asks before it reads the upload into memory."""
     if size > settings.CHAT_IMPORT_MAX_BYTES:
-        raise InvalidInput(f"That file is larger than {settings.CHAT_IMPORT_MAX_BYTES // 1_000_000} MB.")
+        raise TooLarge(f"That file is larger than {settings.CHAT_IMPORT_MAX_BYTES // 1_000_000} MB.")
 
 
 def start_import(user, data: bytes) -> ImportJob:
