@@ -275,9 +275,12 @@ class Profiler:
         if py_spy is None:
             raise SystemExit("--profile needs py-spy: pip install -e '.[test]'")
         RESULTS_DIR.mkdir(exist_ok=True)
-        self.paths = [RESULTS_DIR / (f"{name}.svg" if len(pids) == 1 else f"{name}-p{i + 1}.svg") for i in
+        # BENCH_PROFILE_FORMAT=raw: collapsed stacks (.txt) for bench/profile_summary.py instead of SVGs.
+        fmt = os.environ.get("BENCH_PROFILE_FORMAT", "flamegraph")
+        suffix = ".txt" if fmt == "raw" else ".svg"
+        self.paths = [RESULTS_DIR / (f"{name}{suffix}" if len(pids) == 1 else f"{name}-p{i + 1}{suffix}") for i in
                       range(len(pids))]  # fmt: skip
-        options = ["--format", "flamegraph", "--rate", "200", "--threads", "--nonblocking"]
+        options = ["--format", fmt, "--rate", "200", "--threads", "--nonblocking"]
         self.processes = [
             subprocess.Popen(  # noqa: S603 - our own tool, fixed arguments
                 [py_spy, "record", "--pid", str(pid), "--output", str(path), *options],

@@ -220,6 +220,10 @@ CHAT_STALL_TIMEOUT = env_float("CHAT_STALL_TIMEOUT", 60.0, minimum=0.1)
 CHAT_TOTAL_TIMEOUT = env_float("CHAT_TOTAL_TIMEOUT", 600.0, minimum=1)
 CHAT_MAX_RETRIES = env_int("CHAT_MAX_RETRIES", 2, minimum=0)
 CHAT_RETRY_MAX_DELAY = env_float("CHAT_RETRY_MAX_DELAY", 20.0, minimum=0)
+# Connections to providers, per process: one per streaming answer (more answers than this wait for one), and
+# how many idle ones are kept for the next turns (each saves a TLS handshake).
+CHAT_UPSTREAM_MAX_CONNECTIONS = env_int("CHAT_UPSTREAM_MAX_CONNECTIONS", 1000, minimum=1)
+CHAT_UPSTREAM_KEEPALIVE = env_int("CHAT_UPSTREAM_KEEPALIVE", 100, minimum=0)
 
 # --- Realtime engine ----------------------------------------------------------------------------------------
 # Streamed text is coalesced into frames at most this often, or sooner when this many characters wait.

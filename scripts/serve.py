@@ -151,6 +151,20 @@ def describe(code: int) -> str:
     return f"status {code}"
 
 
+def raise_open_files_limit() -> None:
+    """Each streaming answer holds two sockets (the browser's and the provider's): a soft limit of 1024 open
+    files (Debian's default) would refuse connections past about 500 answers. Lift it to the hard limit, as
+    the children inherit it (nginx's worker_rlimit_nofile does the same)."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         workers = 1
+    raise_open_files_limit()
     command = shlex.split(args.daphne_command)
 
     if workers == 1:

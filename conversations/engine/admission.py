@@ -8,16 +8,22 @@ Here the first turn goes at once, and whatever queues while a batch runs goes to
 reads the shared rows once (bench/README.md, "Load"). A lone turn is a batch of one, with no added wait.
 
 Each turn's outcome reaches its command as its own: a refusal (a ServiceError) refuses that turn alone.
+
+A batch is one transaction, and a turn's request does not wait for it: as soon as a turn is saved (in its
+savepoint) and its request prepared, its generation starts from the database thread's hand-off, held
+(engine/generation.start_held): the provider starts thinking while the rest of the batch is written, and
+the answer's frames and saves wait until the batch has committed and the command has sent its
+acknowledgement. A batch that fails abandons the answers it started; nothing of them reaches anyone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 from conversations import metrics
+from conversations.engine import generation
 from conversations.services.turns import StartedTurn, TurnBatch, TurnRequest
 
 logger = logging.getLogger(__name__)
@@ -31,6 +37,16 @@ MAX_BATCH = 32
 class _Waiting:
     request: TurnRequest
     future: asyncio.Future[StartedTurn] = field(repr=False)
+    received_at: float = 0.0  # when the turn's frame arrived (the added-TTFT metric)
+    generation: generation.Generation | None = None  # its answer, started before the batch committed
+
+
+@dataclass
+class Admitted:
+    """A started turn, and its answer's generation when one started (held until `release()`)."""
+
+    started: StartedTurn
+    generation: generation.Generation | None
 
 
 class _Admission:
@@ -41,12 +57,13 @@ class _Admission:
         self.queue: list[_Waiting] = []
         self.worker: asyncio.Task | None = None
 
-    async def admit(self, request: TurnRequest) -> StartedTurn:
-        waiting = _Waiting(request, self.loop.create_future())
+    async def admit(self, request: TurnRequest, received_at: float) -> Admitted:
+        waiting = _Waiting(request, self.loop.create_future(), received_at)
         self.queue.append(waiting)
         if self.worker is None or self.worker.done():
             self.worker = self.loop.create_task(self._work(), name="turn-admission")
-        return await waiting.future
+        started = await waiting.future
+        return Admitted(started, waiting.generation)
 
     async def _work(self) -> None:
         while self.queue:
@@ -57,36 +74,53 @@ class _Admission:
             except Exception as exc:  # the batch's reads or transaction failed: every turn in it did
                 logger.exception("a batch of %d turns failed", len(batch))
                 for waiting in batch:
+                    if waiting.generation is not None:  # rolled back: its answer must not run
+                        waiting.generation.abandon()
                     if not waiting.future.done():
                         waiting.future.set_exception(exc)
 
 
 def _start_batch(batch: list[_Waiting], loop: asyncio.AbstractEventLoop) -> None:
-    """On the turns' database thread: start every turn of the batch, then hand each its outcome (after the
-    batch's transaction committed, when there is one)."""
+    """On the turns' database thread: save every turn of the batch, starting each one's answer (held) as soon
+    as it is saved, then hand each its outcome once the batch's transaction has committed."""
     settle = []
     with TurnBatch([w.request for w in batch]) as turns:
         for index, waiting in enumerate(batch):
             try:
-                settle.append((waiting.future.set_result, turns.start(index)))
+                started = turns.start(index)
             except Exception as exc:  # that turn alone is refused (a ServiceError) or failed
-                settle.append((waiting.future.set_exception, exc))
-    for resolve, outcome in settle:
-        loop.call_soon_threadsafe(_settle, resolve, outcome)
+                settle.append((waiting, exc))
+                continue
+            if started.prepared is not None:
+                loop.call_soon_threadsafe(_start_early, waiting, started)
+            settle.append((waiting, started))
+    for waiting, outcome in settle:  # after the commit (the loop runs these after the _start_early calls)
+        loop.call_soon_threadsafe(_settle, waiting, outcome)
 
 
-def _settle(resolve, outcome) -> None:
-    with contextlib.suppress(asyncio.InvalidStateError):  # the command was cancelled (its socket closed)
-        resolve(outcome)
+def _start_early(waiting: _Waiting, started: StartedTurn) -> None:
+    waiting.generation = generation.start_held(started.prepared, waiting.received_at)
+
+
+def _settle(waiting: _Waiting, outcome: StartedTurn | Exception) -> None:
+    if waiting.future.done():  # the command was cancelled (its socket closed) while the turn was saved
+        if waiting.generation is not None:
+            waiting.generation.release()  # the answer goes on for the conversation's other tabs and reloads
+        return
+    if isinstance(outcome, Exception):
+        waiting.future.set_exception(outcome)
+    else:
+        waiting.future.set_result(outcome)
 
 
 _admissions: dict[asyncio.AbstractEventLoop, _Admission] = {}
 
 
-async def admit(session_key: str | None, command: str, data: dict) -> StartedTurn:
-    """Start a websocket turn (send, regenerate, edit) in the next batch; raises what refused it."""
+async def admit(session_key: str | None, command: str, data: dict, received_at: float = 0.0) -> Admitted:
+    """Start a websocket turn (send, regenerate, edit) in the next batch; raises what refused it. The caller
+    must `release()` the returned generation, if any, once the turn is acknowledged (else it stays held)."""
     loop = asyncio.get_running_loop()
     admission = _admissions.get(loop)
     if admission is None:
         admission = _admissions[loop] = _Admission(loop)
-    return await admission.admit(TurnRequest(session_key, command, data))
+    return await admission.admit(TurnRequest(session_key, command, data), received_at)

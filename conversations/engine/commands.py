@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from conversations import metrics
-from conversations.engine import admission, frames, generation, notify, sweeper
+from conversations.engine import admission, frames, notify, sweeper
 from conversations.engine.protocol import Command
 from conversations.services import access, transcript, turns
 
@@ -36,24 +36,27 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
     """send, regenerate, edit: the turn in one database call with the turns that came with it
     (engine/admission.py, services/turns.TurnBatch), then the answer."""
     try:
-        started = await admission.admit(socket.session_key, command.type, command.data)
+        admitted = await admission.admit(socket.session_key, command.type, command.data, command.received_at)
     except Exception as exc:
         metrics.turn_refused(exc)
         raise
     metrics.turn_admitted()
-    socket.user = started.user
-    ack = started.ack
-    conversation_id = ack["conversation"]["id"]
-    # Join before the answer starts, so its first frame reaches this socket.
-    await socket.join(conversation_id)
-    socket.expect(ack["assistant_message"]["id"])
-    if started.prepared is not None:
-        generation.start(started.prepared, received_at=command.received_at)
-    await socket.reply(frames.ack(command.ref, command.type, **ack))
-    # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
-    await notify.to_conversation(conversation_id, frames.turn(ack))
-    if started.failed_answer is not None:
-        await notify.to_conversation(conversation_id, frames.end(conversation_id, started.failed_answer))
+    started, answer = admitted.started, admitted.generation
+    try:
+        socket.user = started.user
+        ack = started.ack
+        conversation_id = ack["conversation"]["id"]
+        # Join before the answer's frames are let go, so its first frame reaches this socket.
+        await socket.join(conversation_id)
+        socket.expect(ack["assistant_message"]["id"])
+        await socket.reply(frames.ack(command.ref, command.type, **ack))
+        # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
+        await notify.to_conversation(conversation_id, frames.turn(ack))
+        if started.failed_answer is not None:
+            await notify.to_conversation(conversation_id, frames.end(conversation_id, started.failed_answer))
+    finally:
+        if answer is not None:  # its request left during the batch; its frames go after the acknowledgement
+            answer.release()
 
 
 async def open_conversation(socket: ChatConsumer, command: Command) -> None:

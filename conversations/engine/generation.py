@@ -65,15 +65,24 @@ def frame_interval(layer) -> float:
 def start(prepared: Prepared, received_at: float | None = None) -> asyncio.Task:
     """Start answering the placeholder `prepared.message` in the background. Call from the event loop.
     `received_at`: when the turn's frame arrived (time.monotonic()), for the added-TTFT metric."""
+    return start_held(prepared, received_at, held=False).task
+
+
+def start_held(prepared: Prepared, received_at: float | None = None, *, held: bool = True) -> Generation:
+    """Like `start`, for a turn whose transaction has not committed yet (engine/admission.py): the request
+    leaves now, while frames and saves wait for `release()` (the turn committed and acknowledged); `abandon()`
+    if it never commits. The provider thinks for 200 ms or more, which hides the wait."""
     generation = Generation(prepared)
     generation.received_at = received_at or time.monotonic()
+    if held:
+        generation.gate = generation.loop.create_future()
     task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_pk}")
     generation.task = task
     registry.RUNNING[prepared.message_pk] = generation
     task.add_done_callback(lambda _t: registry.RUNNING.pop(prepared.message_pk, None))
     metrics.stream_started()
     task.add_done_callback(metrics.stream_ended)
-    return task
+    return generation
 
 
 class Generation:
@@ -102,6 +111,36 @@ class Generation:
         self.shutdown_requested = False
         self.finished = False
         self.frame_max_chars = settings.CHAT_FRAME_MAX_CHARS  # read per token: not through the settings proxy
+        # Set while the turn's transaction may still roll back (start_held): no frame and no save before it
+        # is done; cancelled by abandon().
+        self.gate: asyncio.Future[None] | None = None
+
+    # --- the turn's commit ------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """The turn is committed and acknowledged: frames and saves may go."""
+        if self.gate is not None and not self.gate.done():
+            self.gate.set_result(None)
+
+    def abandon(self) -> None:
+        """The turn was rolled back: stop at once, write nothing, send nothing. Once: a second cancel would
+        interrupt the first one's clean-up, which closes the provider's connection."""
+        if self.gate is None or self.gate.done():
+            return
+        self.gate.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+    @property
+    def admitted(self) -> bool:
+        return self.gate is None or (self.gate.done() and not self.gate.cancelled())
+
+    async def _admitted(self) -> None:
+        """Wait for release() (raises CancelledError after abandon())."""
+        if self.gate is not None and not self.gate.done():
+            await asyncio.shield(self.gate)
+        if self.gate is not None and self.gate.cancelled():
+            raise asyncio.CancelledError("the turn was rolled back")
 
     # --- text and frames --------------------------------------------------------------------------------
 
@@ -143,6 +182,7 @@ class Generation:
             task.add_done_callback(self.flush_tasks.discard)
 
     async def _flush(self) -> None:
+        await self._admitted()
         async with self.lock:
             if not self.pending:
                 return
@@ -181,7 +221,7 @@ class Generation:
     @property
     def streaming(self) -> bool:
         """Reading from the provider: engine/checkpoints.py saves its text with the others' every interval."""
-        return self.reader is not None and not self.finished
+        return self.reader is not None and not self.finished and self.admitted
 
     async def _start_listening(self) -> asyncio.Task:
         """Subscribe to stop and sync requests (before anything slow, so an early Stop is not lost)."""
@@ -233,6 +273,7 @@ class Generation:
 
     async def run(self) -> None:
         if registry.draining():  # SIGTERM arrived: start nothing new in a process about to exit
+            await self._admitted()
             failed = await on_saves_thread(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
             await self._end(failed)
             return
@@ -257,6 +298,7 @@ class Generation:
                 self.flush_timer.cancel()
             await asyncio.gather(*self.flush_tasks, return_exceptions=True)
             await self._stop_listening(listener)
+        await self._admitted()
         await self._flush()
         duration = time.monotonic() - started
         final = await on_saves_thread(answers.finish)(
@@ -278,6 +320,7 @@ class Generation:
                         if self._add_text(event.text):
                             await self._flush()
                     elif isinstance(event, Started):
+                        await self._admitted()
                         await notify.to_conversation(
                             self.conversation_id,
                             frames.status(self.conversation_id, self.message_id, Message.Status.STREAMING,

@@ -32,7 +32,6 @@ class Command:
     data: dict[str, Any]
     ref: Any = None
     received_at: float = 0.0  # time.monotonic() when the frame reached the consumer (metrics: added TTFT)
-    received_at: float = 0.0  # time.monotonic() when the frame reached the consumer (metrics: added TTFT)
 
 
 def _uuid(value: Any) -> str:
@@ -160,7 +159,6 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
 
 
 def parse_frame(text_data: str | None, bytes_data: bytes | None) -> Command:
-    received_at = time.monotonic()
     received_at = time.monotonic()
     if text_data is None:
         raise ProtocolError("bad_frame", "Frames must be JSON text, not binary.")

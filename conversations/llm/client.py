@@ -89,8 +89,25 @@ from conversations.llm.transport import AsyncioTransport
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "chatsite/0.1 (httpx)"
-# Generous: a busy site holds one connection per streaming answer. Keep-alive saves a TLS handshake per turn.
-POOL_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30.0)
+# Generous: a busy site holds one connection per streaming answer (with 200 here, the 201st concurrent answer
+# of a process waited for one to end: seconds of added TTFT at N = 500 in bench/load.py). Keep-alive saves a
+# TLS handshake per turn. Django projects set them with CHAT_UPSTREAM_MAX_CONNECTIONS / CHAT_UPSTREAM_KEEPALIVE.
+POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=30.0)
+
+
+def _pool_limits() -> httpx.Limits:
+    try:
+        from django.conf import settings
+
+        return httpx.Limits(
+            max_connections=settings.CHAT_UPSTREAM_MAX_CONNECTIONS,
+            max_keepalive_connections=settings.CHAT_UPSTREAM_KEEPALIVE,
+            keepalive_expiry=POOL_LIMITS.keepalive_expiry,
+        )
+    except Exception:  # no Django settings (the client used on its own): the defaults
+        return POOL_LIMITS
+
+
 # After [DONE], how long to wait for the end of the HTTP body so the connection can go back to the pool.
 DRAIN_TIMEOUT = 0.25
 
@@ -162,11 +179,12 @@ def shared_client() -> httpx.AsyncClient:
     with _clients_lock:
         client = _clients.get(loop)
         if client is None or client.is_closed:
+            limits = _pool_limits()
             client = httpx.AsyncClient(
                 # Our asyncio socket layer (transport.py) unless the environment sets a proxy: passing a
                 # transport turns httpx's HTTP(S)_PROXY/ALL_PROXY handling off, so keep httpx's own then.
-                transport=None if _environment_proxies() else AsyncioTransport(limits=POOL_LIMITS),
-                limits=POOL_LIMITS,
+                transport=None if _environment_proxies() else AsyncioTransport(limits=limits),
+                limits=limits,
                 timeout=httpx.Timeout(60.0, connect=5.0),  # per-request timeouts override this
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,  # a redirect would resend the key elsewhere; fail loudly instead

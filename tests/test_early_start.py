@@ -1,0 +1,112 @@
+"""A turn's request leaves before its batch commits (engine/admission.py, generation.start_held): the provider
+thinks while the turn is written, the acknowledgement still comes before the first text, and a batch that
+fails to commit abandons the answers it started (nothing sent, nothing saved, the provider hung up on)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.test import Client
+
+from chatsite.asgi import application
+from conversations.models import Message
+from conversations.services import turns
+from conversations.testing.upstream import Reply
+from tests.conftest import session_cookie_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def chat_requests(sim):
+    return [
+        r
+        for r in sim.requests
+        if r.path.endswith("/chat/completions") and (r.json or {}).get("max_tokens") != 24
+    ]
+
+
+@pytest.fixture
+def commit_watch(monkeypatch, upstream):
+    """TurnBatch's commit, after waiting (on the turns' thread, up to 5 s) for the turn's request to reach
+    the simulator: records whether it did. `fail=True`: the batch rolls back and raises instead."""
+    seen: dict = {"before_commit": None, "fail": False}
+    original = turns.TurnBatch.__exit__
+
+    def exit_(self, *exc_info):
+        deadline = time.monotonic() + 5
+        while not chat_requests(upstream) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen["before_commit"] = bool(chat_requests(upstream))
+        if seen["fail"] and exc_info[0] is None:
+            error = RuntimeError("the disk is full")
+            original(self, RuntimeError, error, None)  # rolls the batch back
+            raise error
+        return original(self, *exc_info)
+
+    monkeypatch.setattr(turns.TurnBatch, "__exit__", exit_)
+    return seen
+
+
+async def open_socket(alice) -> WebsocketCommunicator:
+    cookie = await sync_to_async(session_cookie_for)(Client(), alice)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={cookie}".encode())],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_json_from())["type"] == "hello"
+    return communicator
+
+
+async def frames_until(communicator, done, timeout=10.0) -> list[dict]:
+    frames = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not frames or not done(frames[-1]):
+        remaining = deadline - asyncio.get_running_loop().time()
+        frames.append(await communicator.receive_json_from(timeout=max(remaining, 0.01)))
+    return frames
+
+
+async def test_the_request_leaves_before_the_commit_and_the_ack_comes_first(
+    upstream, sim_model, alice, commit_watch
+):
+    upstream.enqueue(Reply(text="Hello from the early start.", ttft=0.0))  # ready before the turn commits
+    communicator = await open_socket(alice)
+    await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
+    frames = await frames_until(communicator, lambda f: f["type"] == "end")
+    await communicator.disconnect()
+
+    assert commit_watch["before_commit"] is True  # the provider had the request while the turn was written
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("ack") < kinds.index("delta")  # nothing about the answer before its acknowledgement
+    answer_id = frames[kinds.index("ack")]["assistant_message"]["id"]
+    text = "".join(f["text"] for f in frames if f["type"] == "delta" and f["message"] == answer_id)
+    assert text == "Hello from the early start."
+    saved = await Message.objects.aget(public_id=answer_id)
+    assert saved.status == Message.Status.COMPLETE and saved.content == text
+
+
+async def test_a_batch_that_fails_to_commit_abandons_the_answer_it_started(
+    upstream, sim_model, alice, commit_watch
+):
+    commit_watch["fail"] = True
+    upstream.enqueue(Reply(text="Nobody should ever see this.", ttft=0.0, token_delay=0.05))
+    communicator = await open_socket(alice)
+    await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
+    frames = await frames_until(communicator, lambda f: f["type"] == "error")
+    assert commit_watch["before_commit"] is True
+    assert frames[-1]["ref"] == "r1"
+    # The provider is hung up on; no answer text reaches anyone, and nothing was saved.
+    await sync_to_async(upstream.wait_for_disconnect)(timeout=5)
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+    assert not await Message.objects.filter(content__contains="Nobody").aexists()
+    if connection.features.has_select_for_update:  # PostgreSQL: the batch is one transaction, rolled back
+        assert await Message.objects.acount() == 0
