@@ -10,11 +10,11 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test import Client
 
 from chatsite.asgi import application
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from conversations.services import turns
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
@@ -110,3 +110,33 @@ async def test_a_batch_that_fails_to_commit_abandons_the_answer_it_started(
     assert not await Message.objects.filter(content__contains="Nobody").aexists()
     if connection.features.has_select_for_update:  # PostgreSQL: the batch is one transaction, rolled back
         assert await Message.objects.acount() == 0
+
+
+async def test_writes_that_fail_after_the_request_left_abandon_the_answer(
+    upstream, sim_model, alice, monkeypatch
+):
+    """The turn's last write (the conversation's UPDATE) comes after its request left: if it fails, the whole
+    turn rolls back, on SQLite as on PostgreSQL, and its answer goes nowhere."""
+    manager = type(Conversation.objects)
+    original = manager.bulk_update
+
+    def bulk_update(self, objs, fields, **kwargs):
+        if self.model is Conversation:
+            deadline = time.monotonic() + 5
+            while not chat_requests(upstream) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert chat_requests(upstream), "the request should have left before the last write"
+            raise DatabaseError("disk I/O error")
+        return original(self, objs, fields, **kwargs)
+
+    monkeypatch.setattr(manager, "bulk_update", bulk_update)
+    upstream.enqueue(Reply(text="Nobody should ever see this.", ttft=0.0, token_delay=0.05))
+    communicator = await open_socket(alice)
+    await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
+    frames = await frames_until(communicator, lambda f: f["type"] == "error")
+    assert frames[-1]["ref"] == "r1" and "delta" not in [f["type"] for f in frames]
+    await sync_to_async(upstream.wait_for_disconnect)(timeout=5)
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+    assert await Message.objects.acount() == 0
+    assert await Conversation.objects.acount() == 0

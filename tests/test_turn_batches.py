@@ -28,13 +28,11 @@ def send(session_key, conversation=None, text="Hello", model=None, attachments=N
 
 def run(requests):
     """Each request's StartedTurn, or the exception that refused it."""
-    outcomes = []
     with TurnBatch(requests) as batch:
-        for index in range(len(requests)):
-            try:
-                outcomes.append(batch.start(index))
-            except errors.ServiceError as exc:
-                outcomes.append(exc)
+        outcomes = batch.start_all()
+    for outcome in outcomes:
+        if isinstance(outcome, Exception) and not isinstance(outcome, errors.ServiceError):
+            raise outcome
     return outcomes
 
 

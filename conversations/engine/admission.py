@@ -83,18 +83,14 @@ class _Admission:
 def _start_batch(batch: list[_Waiting], loop: asyncio.AbstractEventLoop) -> None:
     """On the turns' database thread: save every turn of the batch, starting each one's answer (held) as soon
     as it is saved, then hand each its outcome once the batch's transaction has committed."""
-    settle = []
+
+    def on_started(index: int, started: StartedTurn) -> None:
+        loop.call_soon_threadsafe(_start_early, batch[index], started)
+
     with TurnBatch([w.request for w in batch]) as turns:
-        for index, waiting in enumerate(batch):
-            try:
-                started = turns.start(index)
-            except Exception as exc:  # that turn alone is refused (a ServiceError) or failed
-                settle.append((waiting, exc))
-                continue
-            if started.prepared is not None:
-                loop.call_soon_threadsafe(_start_early, waiting, started)
-            settle.append((waiting, started))
-    for waiting, outcome in settle:  # after the commit (the loop runs these after the _start_early calls)
+        outcomes = turns.start_all(on_started)
+    for waiting, outcome in zip(batch, outcomes, strict=True):
+        # After the commit; the loop runs these after the _start_early calls (one thread, one queue).
         loop.call_soon_threadsafe(_settle, waiting, outcome)
 
 
@@ -108,6 +104,8 @@ def _settle(waiting: _Waiting, outcome: StartedTurn | Exception) -> None:
             waiting.generation.release()  # the answer goes on for the conversation's other tabs and reloads
         return
     if isinstance(outcome, Exception):
+        if waiting.generation is not None:  # started, then its writes failed: rolled back
+            waiting.generation.abandon()
         waiting.future.set_exception(outcome)
     else:
         waiting.future.set_result(outcome)

@@ -148,7 +148,7 @@ def _image_tokens(
     return sum(image_tokens(w, h, detail, chat_model.model_id) for w, h in sizes)
 
 
-def _placeholder(
+def _unsaved_placeholder(
     conversation: Conversation,
     parent: Message | None,
     chat_model: ChatModel,
@@ -158,8 +158,8 @@ def _placeholder(
     user_limits: quotas.Limits,
     history: tree.History | None = None,
 ) -> Message:
-    """The answer-to-be, holding its budget reservation (images included). The caller holds lock_user;
-    `user` is the conversation's owner (passed in: reading it again would cost a query per turn)."""
+    """The answer-to-be, holding its budget reservation (images included), not saved yet. The caller holds
+    lock_user; `user` is the conversation's owner (passed in: reading it again would cost a query per turn)."""
     max_output = conversation.params.get("max_tokens") if isinstance(conversation.params, dict) else None
     # When every route carries the user's own key, the answer can't spend the site's budget: hold none.
     # No query when personal keys are off (the default), one when on.
@@ -175,7 +175,7 @@ def _placeholder(
             image_tokens=_image_tokens(conversation, chat_model, images or [], history),
         )
     )
-    return Message.objects.create(
+    return Message(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
@@ -187,6 +187,13 @@ def _placeholder(
         reserved_cost=None if reserved is None else reserved.cost,
         reserved_tokens=None if reserved is None else reserved.tokens,
     )
+
+
+def _placeholder(conversation: Conversation, parent: Message | None, chat_model: ChatModel, *args, **kwargs):
+    """_unsaved_placeholder, saved."""
+    message = _unsaved_placeholder(conversation, parent, chat_model, *args, **kwargs)
+    message.save(force_insert=True)
+    return message
 
 
 def _finish_turn(conversation: Conversation, assistant: Message, chat_model: ChatModel) -> None:
@@ -420,22 +427,40 @@ class TurnRequest:
     data: dict
 
 
+@dataclass
+class _PlannedSend:
+    """A send that passed every check, its rows built but not written yet (TurnBatch writes them in bulk)."""
+
+    index: int
+    user: AbstractBaseUser
+    turn: TurnStarted
+    chat_model: ChatModel
+    history: tree.History | None  # the conversation's messages before the turn (None: a new conversation)
+
+
 class TurnBatch:
-    """Websocket turns that arrived together, read together and started one by one.
+    """Websocket turns that arrived together, read together, written together.
 
         with TurnBatch(requests) as batch:
-            for index in range(len(requests)):
-                started = batch.start(index)  # a ServiceError refuses that turn alone
+            outcomes = batch.start_all(on_started)  # a StartedTurn or the ServiceError that refused it, each
 
     The rows every turn reads (sessions and users, the conversations sent to, the model catalogue, their
-    messages) are read once for the batch, so a burst of turns costs a handful of queries plus each turn's
-    own writes (bench/README.md, "Load"). Each turn runs in its own savepoint. With PostgreSQL (several
-    processes) the batch is one transaction that locks every user of the batch before reading, so the
-    conversations it read cannot change under it; SQLite's writers are serialised anyway (one process, one
-    thread for turns), and a long transaction there would hold up the answer saves' thread: SQLite makes a
-    writer that finds the lock taken sleep and retry (1, 2, 5 ... 100 ms), so two threads that both hold it
-    for long starve each other (measured: one transaction per batch of 32 turned added TTFT p50 at N = 200
-    from about 2 s into 5.7 s in one run of two).
+    messages) are read once for the batch. Each send is then checked (ownership, busy, the model, images,
+    the rate limit, the budget) and its rows built in memory; the checked sends are written together: one
+    INSERT for the new conversations, one for the questions, one for the answer placeholders, then one
+    UPDATE for the conversations, so a burst of turns costs a handful of statements whatever its size
+    (bench/README.md, "Load"). As soon as the placeholders exist each turn's request is prepared and handed
+    to `on_started`, which starts the answer (engine/admission.py): the provider thinks while the rest is
+    written and committed. A refused turn writes nothing. Regenerates and edits (rarer) are written one at a
+    time, each in its own savepoint. A user who sends twice in one batch has the first send written before
+    the second is checked, so the rate limit and the budget see it.
+
+    With PostgreSQL (several processes) the batch is one transaction that locks every user of the batch
+    before reading, so the conversations it read cannot change under it. SQLite's writers are serialised
+    anyway (one process, one thread for turns), and a long transaction there would hold up the answer saves'
+    thread: SQLite makes a writer that finds the lock taken sleep and retry (1, 2, 5 ... 100 ms), so two
+    threads that hold it for long starve each other. There the reads run outside any transaction and each
+    group of writes is a short transaction of its own.
     """
 
     def __init__(self, requests: list[TurnRequest]) -> None:
@@ -466,39 +491,43 @@ class TurnBatch:
         self.histories = tree.histories([c.pk for c in self.conversations.values()])
         self._claimed: set[int] = set()  # conversations that got an answer in this batch: busy now
 
-    def start(self, index: int) -> StartedTurn:
-        """Save turn `index`, build its acknowledgement and prepare its answer's request."""
-        request = self.requests[index]
-        with transaction.atomic():
-            user = self.sessions.user(request.session_key)
-            turn = self._save(user, request.command, request.data)
-            self._claimed.add(turn.conversation.pk)
-            history = self.histories.get(turn.conversation.pk) if request.command == "send" else None
-            ack = turn_ack(turn, history)
-            if turn.created_conversation:
-                history = tree.History([], {})
-            if history is not None and turn.user_message is not None:
-                history = history.extended([turn.user_message], {turn.user_message.pk: turn.attachments})
+    def start_all(self, on_started=None) -> list[StartedTurn | Exception]:
+        """Check, write and prepare every turn; `on_started(index, started)` is called for each as soon as
+        its answer's request is prepared (before the rest of the batch is written). Returns each turn's
+        StartedTurn, or the exception that refused it (a ServiceError) or failed it."""
+        outcomes: list[StartedTurn | Exception | None] = [None] * len(self.requests)
+        planned: list[_PlannedSend] = []
+        for index, request in enumerate(self.requests):
             try:
-                prepared = context.prepare(turn.assistant, turn.conversation, user, self.choices, history)
-            except Exception as exc:  # the turn is saved; its answer ends at once with the reason
-                logger.exception("answer %s could not be prepared", turn.assistant.pk)
-                failed = answers.fail(turn.assistant.pk, answers.start_error(exc))
-                return StartedTurn(user, turn, ack, None, failed)
-        return StartedTurn(user, turn, ack, prepared)
+                user = self.sessions.user(request.session_key)
+                if any(p.user.pk == user.pk for p in planned) or request.command != "send":
+                    self._write(planned, outcomes, on_started)  # what this turn's checks must see
+                    planned = []
+                if request.command == "send":
+                    planned.append(self._plan_send(index, user, request.data))
+                else:
+                    with transaction.atomic():
+                        turn = self._reopened(user, request)
+                        self._claimed.add(turn.conversation.pk)
+                        outcomes[index] = started = self._started(user, turn, None)
+                    if on_started is not None and started.prepared is not None:
+                        on_started(index, started)
+            except Exception as exc:  # that turn alone is refused (a ServiceError) or failed
+                outcomes[index] = exc
+        self._write(planned, outcomes, on_started)
+        return outcomes  # type: ignore[return-value]
 
-    def _save(self, user, command: str, data: dict) -> TurnStarted:
-        match command:
-            case "send":
-                return self._send(user, data)
+    def _reopened(self, user, request: TurnRequest) -> TurnStarted:
+        data = request.data
+        match request.command:
             case "regenerate":
                 return do_regenerate(user, data["message"], data["model"])
             case "edit":
                 return do_edit(user, data["message"], data["text"], data["model"])
-        raise ValueError(f"not a turn command: {command}")
+        raise ValueError(f"not a turn command: {request.command}")
 
-    def _send(self, user, data: dict) -> TurnStarted:
-        """do_send_turn, with the rows read for the batch."""
+    def _plan_send(self, index: int, user, data: dict) -> _PlannedSend:
+        """do_send_turn's checks with the rows read for the batch, and its rows built, not written."""
         _check_not_empty(data["text"], data["attachments"] or [])
         # No lock_user here: the batch locked every user it serves (PostgreSQL; SQLite needs none).
         conversation = None
@@ -508,13 +537,100 @@ class TurnBatch:
                 raise Busy(BUSY_MESSAGE)
         chat_model = self.choices.resolve(data["model"], conversation and conversation.model_id, user)
         history = self.histories.get(conversation.pk) if conversation is not None else None
-        return _send(
-            user, conversation, chat_model, data["text"], data["params"], data["system_prompt"],
-            data["attachments"] or [], history,
-        )  # fmt: skip
+        created = conversation is None
+        if created:
+            conversation = Conversation(owner=user)
+        conversation.owner = user  # the same row, already loaded: spares the reservation a query
+        user_limits = _limits(user)
+        limits.check_rate(user, user_limits)
+        attachments = _claim_attachments(user, data["attachments"] or [], chat_model)
+        if data["params"] is not None:
+            conversation.params = {k: v for k, v in data["params"].items() if k in PARAM_KEYS}
+        if data["system_prompt"] is not None:
+            conversation.system_prompt = data["system_prompt"]
+        conversation.model = chat_model
+        question = Message(
+            conversation=conversation,
+            parent=None if created else conversation.current_leaf,
+            role=Message.Role.USER,
+            content=data["text"],
+        )
+        assistant = _unsaved_placeholder(
+            conversation,
+            question,
+            chat_model,
+            attachments,
+            user=user,
+            user_limits=user_limits,
+            history=history,
+        )
+        if not created:
+            self._claimed.add(conversation.pk)
+        turn = TurnStarted(conversation, assistant, question, created, attachments)
+        return _PlannedSend(index, user, turn, chat_model, history)
+
+    def _write(self, planned: list[_PlannedSend], outcomes: list, on_started) -> None:
+        """Write checked sends together; each turn's outcome goes into `outcomes` (all fail together if the
+        writes do: the caller abandons the answers it started for them)."""
+        if not planned:
+            return
+        try:
+            with transaction.atomic():
+                new = [p.turn.conversation for p in planned if p.turn.created_conversation]
+                if new:
+                    Conversation.objects.bulk_create(new)
+                for p in planned:  # bulk_create does not copy the pk of a related row saved meanwhile
+                    p.turn.user_message.conversation = p.turn.conversation
+                Message.objects.bulk_create([p.turn.user_message for p in planned])
+                for p in planned:
+                    p.turn.assistant.conversation = p.turn.conversation
+                    p.turn.assistant.parent = p.turn.user_message
+                Message.objects.bulk_create([p.turn.assistant for p in planned])
+                now = timezone.now()
+                for p in planned:
+                    conversation = p.turn.conversation
+                    conversation.current_leaf = p.turn.assistant
+                    conversation.updated_at = now  # bulk_update does not apply auto_now
+                    outcomes[p.index] = started = self._started(p.user, p.turn, p.history)
+                    if on_started is not None and started.prepared is not None:
+                        on_started(p.index, started)
+                claimed = []
+                for p in planned:  # in the order the user attached them
+                    for position, attachment in enumerate(p.turn.attachments):
+                        attachment.message, attachment.position = p.turn.user_message, position
+                        claimed.append(attachment)
+                if claimed:
+                    Attachment.objects.bulk_update(claimed, ["message", "position"])
+                Conversation.objects.bulk_update(
+                    [p.turn.conversation for p in planned],
+                    ["current_leaf", "model", "params", "system_prompt", "updated_at"],
+                )
+        except Exception as exc:
+            logger.exception("writing %d turns failed", len(planned))
+            for p in planned:
+                outcomes[p.index] = exc
+
+    def _started(self, user, turn: TurnStarted, history: tree.History | None) -> StartedTurn:
+        """The acknowledgement and the answer's prepared request of a written turn (`history`: the
+        conversation's messages before it, for a send to an existing conversation)."""
+        ack = turn_ack(turn, history)
+        if turn.created_conversation:
+            history = tree.History([], {})
+        if history is not None and turn.user_message is not None:
+            history = history.extended([turn.user_message], {turn.user_message.pk: turn.attachments})
+        try:
+            prepared = context.prepare(turn.assistant, turn.conversation, user, self.choices, history)
+        except Exception as exc:  # the turn is saved; its answer ends at once with the reason
+            logger.exception("answer %s could not be prepared", turn.assistant.pk)
+            failed = answers.fail(turn.assistant.pk, answers.start_error(exc))
+            return StartedTurn(user, turn, ack, None, failed)
+        return StartedTurn(user, turn, ack, prepared)
 
 
 def start_turn(session_key: str | None, command: str, data: dict) -> StartedTurn:
-    """One websocket turn on its own (a batch of one)."""
+    """One websocket turn on its own (a batch of one); raises what refused it."""
     with TurnBatch([TurnRequest(session_key, command, data)]) as batch:
-        return batch.start(0)
+        (outcome,) = batch.start_all()
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
