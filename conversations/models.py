@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
 from conversations import crypto
@@ -90,7 +90,9 @@ class ChatModelQuerySet(models.QuerySet):
 
 
 class ChatModel(models.Model):
-    """A model as offered by one provider. Rows sharing `canonical_id` stand in for one another on failure."""
+    """One provider's copy of a model: a route. The model people pick is the `canonical_id` its copies share
+    (GPT-4o is `gpt-4o` on OpenAI and AI/ML API, `openai/gpt-4o` on OpenRouter); they are tried in their
+    providers' priority order. A canonical id only one provider serves is that provider's own model."""
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     model_id = models.CharField(max_length=200, help_text="The id the provider expects, e.g. openai/gpt-4o")
@@ -114,7 +116,6 @@ class ChatModel(models.Model):
     )
     retired_on = models.DateField(null=True, blank=True, help_text="When the provider withdrew it, if it did")
     enabled = models.BooleanField(default=True)
-    is_default = models.BooleanField(default=False)
     allowed_groups = models.ManyToManyField(
         "auth.Group",
         blank=True,
@@ -130,19 +131,10 @@ class ChatModel(models.Model):
         ordering = ["display_name"]
         constraints = [
             models.UniqueConstraint(fields=["provider", "model_id"], name="chatmodel_unique_per_provider"),
-            models.UniqueConstraint(
-                fields=["is_default"], condition=Q(is_default=True), name="chatmodel_one_default"
-            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.provider.name})"  # reads provider: one query if not loaded
-
-    def save(self, *args, **kwargs) -> None:
-        with transaction.atomic():
-            if self.is_default:
-                ChatModel.objects.filter(is_default=True).exclude(pk=self.pk).update(is_default=False)
-            super().save(*args, **kwargs)
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Decimal:
         """USD for one call. Cached prompt tokens are billed at the cached price when the model has one."""
@@ -160,6 +152,35 @@ def default_params() -> dict:
     return {}
 
 
+class SiteSettings(models.Model):
+    """Site-wide choices an admin makes in the admin (one row, `load()`)."""
+
+    default_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The canonical id of the model new chats start with, e.g. gpt-4o. Empty: CHAT_DEFAULT_MODEL.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "site settings"
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+    @classmethod
+    def load(cls) -> SiteSettings:
+        """The one row, created on first use. One query (two the first time)."""
+        row, _ = cls.objects.get_or_create(pk=1)
+        return row
+
+    @classmethod
+    def default_model_id(cls) -> str:
+        """The site default as a canonical id: the admin's choice, else CHAT_DEFAULT_MODEL, else gpt-4o."""
+        chosen = cls.objects.filter(pk=1).values_list("default_model", flat=True).first()
+        return chosen or settings.CHAT_DEFAULT_MODEL or "gpt-4o"
+
+
 class Conversation(models.Model):
     """One chat. Its messages form a tree (edits and regenerations are siblings); `current_leaf` marks the
     tip of the branch the user is looking at."""
@@ -169,7 +190,15 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
+    # The model the chat continues with, as people pick it (a canonical id): any provider serving it may answer.
+    canonical_model = models.CharField(max_length=200, blank=True)
+    # The copy its last turn was routed to first; with `model_pinned` (an admin's choice) the only route.
     model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_pinned = models.BooleanField(
+        "pinned to this provider's copy",
+        default=False,
+        help_text="Answer only through the copy above, never another provider's.",
+    )
     system_prompt = models.TextField(blank=True)
     # temperature, top_p, max_tokens, presence_penalty, frequency_penalty, seed, json_mode
     params = models.JSONField(default=default_params, blank=True)

@@ -197,7 +197,6 @@ def sim_model(sim_provider):
         input_price=Decimal("2.50"),
         cached_input_price=Decimal("1.25"),
         output_price=Decimal("10.00"),
-        is_default=True,
     )
 
 

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from conversations.models import AuditEntry, ChatModel, UserQuota
-from conversations.services import errors, sidebar, turns
+from conversations.services import errors, model_menu, turns
 from tests.conftest import PASSWORD, session_cookie_for
 from tests.usage_seed import answer
 from tests.wsclient import ChatSocket
@@ -254,7 +254,7 @@ def test_a_model_in_two_of_a_users_groups_is_listed_once(alice, sim_model):
         group = Group.objects.create(name=name)
         sim_model.allowed_groups.add(group)
         alice.groups.add(group)
-    assert [m["name"] for m in sidebar.available_models(alice)] == ["GPT-4o"]
+    assert [m["name"] for m in model_menu.menu_for(alice)] == ["GPT-4o"]
 
 
 # --- The audit log ---------------------------------------------------------------------------------------------------------

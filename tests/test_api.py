@@ -115,6 +115,6 @@ def test_it_answers_401_json_when_logged_out(client):
 
 def test_it_lists_only_available_models(client, alice, sim_model):
     client.force_login(alice)
-    names = [m["model_id"] for m in client.get("/api/models").json()["models"]]
+    names = [m["id"] for m in client.get("/api/models").json()["models"]]
     assert "gpt-4o" in names
     assert "gpt-4" not in names  # seeded, retired, disabled

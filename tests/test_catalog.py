@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from conversations.catalog import bootstrap_from_environment
-from conversations.models import ChatModel, Provider
+from conversations.models import ChatModel, Provider, SiteSettings
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def test_it_seeds_the_catalog_with_prices_from_the_api_notes():
     assert (gpt4o.input_price, gpt4o.cached_input_price, gpt4o.output_price) == (
         Decimal("2.50"), Decimal("1.25"), Decimal("10.00"),
     )  # fmt: skip
-    assert gpt4o.is_default and gpt4o.supports_images
+    assert gpt4o.supports_images and SiteSettings.default_model_id() == "gpt-4o"
     assert models["gpt-4o-2024-05-13"].max_output_tokens == 4_096
     assert models["gpt-4o-mini"].output_price == Decimal("0.60")
     assert not models["gpt-4"].supports_images
@@ -32,7 +32,8 @@ def test_it_seeds_the_catalog_with_prices_from_the_api_notes():
     assert not models["gpt-4"].enabled and not models["chatgpt-4o-latest"].enabled
 
 
-def test_it_creates_providers_from_api_keys_and_is_idempotent():
+def test_it_creates_providers_from_api_keys_and_is_idempotent(settings):
+    settings.CHAT_DEFAULT_MODEL = "gpt-4o-mini"  # what the command's process reads from the same environment
     env = {
         "OPENAI_API_KEY": "sk-openai-1111",
         "OPENAI_ORGANIZATION": "org-1",
@@ -41,9 +42,9 @@ def test_it_creates_providers_from_api_keys_and_is_idempotent():
         "CHAT_DEFAULT_MODEL": "gpt-4o-mini",
     }
     bootstrap_from_environment(env)
-    snapshot = list(ChatModel.objects.order_by("pk").values_list("pk", "model_id", "is_default"))
+    snapshot = list(ChatModel.objects.order_by("pk").values_list("pk", "model_id", "enabled"))
     bootstrap_from_environment(env)
-    assert list(ChatModel.objects.order_by("pk").values_list("pk", "model_id", "is_default")) == snapshot
+    assert list(ChatModel.objects.order_by("pk").values_list("pk", "model_id", "enabled")) == snapshot
 
     openai = Provider.objects.get(name="OpenAI")
     assert (openai.enabled, openai.kind, openai.organization, openai.api_key) == (
@@ -53,8 +54,7 @@ def test_it_creates_providers_from_api_keys_and_is_idempotent():
     assert openrouter.kind == "openrouter" and openrouter.base_url == "https://openrouter.ai/api/v1"
     assert openrouter.models.filter(model_id="openai/gpt-4o", canonical_id="gpt-4o").exists()
     assert Provider.objects.get(name="AI/ML API").models.filter(model_id="gpt-4o-mini").exists()
-    default = ChatModel.objects.get(is_default=True)
-    assert (default.canonical_id, default.provider.name) == ("gpt-4o-mini", "OpenAI")
+    assert SiteSettings.default_model_id() == "gpt-4o-mini"  # a canonical model, not one provider's copy
 
 
 def test_it_speaks_the_generic_dialect_to_a_local_base_url():
@@ -76,11 +76,15 @@ def test_it_rejects_an_unknown_default_model():
         bootstrap_from_environment({"CHAT_DEFAULT_MODEL": "gpt-5-ultra"})
 
 
-def test_it_keeps_a_single_default_model():
-    mini = ChatModel.objects.get(model_id="gpt-4o-mini")
-    mini.is_default = True
-    mini.save()
-    assert list(ChatModel.objects.filter(is_default=True)) == [mini]
+def test_the_default_is_one_canonical_model_and_the_admins_choice_survives_the_environment():
+    lines = bootstrap_from_environment({"CHAT_DEFAULT_MODEL": "openai/gpt-4o", "OPENROUTER_API_KEY": "k"})
+    assert "Default model: gpt-4o" in lines  # a provider's id names its canonical model
+    site = SiteSettings.load()
+    site.default_model = "gpt-4o-mini"  # the admin chose
+    site.save()
+    lines = bootstrap_from_environment({"CHAT_DEFAULT_MODEL": "gpt-4o", "OPENROUTER_API_KEY": "k"})
+    assert SiteSettings.default_model_id() == "gpt-4o-mini"
+    assert "chosen in the admin; CHAT_DEFAULT_MODEL=gpt-4o ignored" in "\n".join(lines)
 
 
 def test_it_prices_a_call_with_cached_tokens():

@@ -97,7 +97,8 @@ MALFORMED = [
     ('{"type": "send", "text": "   "}', "empty_message"),
     ('{"type": "send", "text": "", "attachments": []}', "empty_message"),
     ('{"type": "edit", "message": "6f1c4a3e-0b8e-4a51-9a53-6b2a1d1f0c11"}', "invalid"),  # text missing
-    ('{"type": "send", "text": "hi", "model": "gpt-4o"}', "invalid"),
+    ('{"type": "send", "text": "hi", "model": ""}', "invalid"),
+    ('{"type": "send", "text": "hi", "model": "no-such-model"}', "model_unavailable"),
     ('{"type": "send", "text": "hi", "params": {"temperature": 9}}', "invalid"),
     ('{"type": "send", "text": "hi", "params": {"temperature": true}}', "invalid"),
     ('{"type": "send", "text": "hi", "params": {"rm -rf": 1}}', "invalid"),

@@ -25,7 +25,7 @@ def test_bootstrap_reports_what_it_did_and_never_prints_the_key(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     out = io.StringIO()
     call_command("bootstrap", stdout=out)
-    assert "Updated provider OpenAI (http://127.0.0.1:9/v1)" in out.getvalue()
+    assert "Set up provider OpenAI (http://127.0.0.1:9/v1)" in out.getvalue()
     assert "sk-should-not-be-printed" not in out.getvalue()
     assert Provider.objects.get(name="OpenAI").enabled
 

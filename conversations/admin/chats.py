@@ -44,9 +44,12 @@ class ConversationAdmin(admin.ModelAdmin):
     def owner_name(self, obj: Conversation) -> str:
         return clipped(obj.owner.username, 20)
 
-    @admin.display(description="Model", ordering="model__display_name")
+    @admin.display(description="Model", ordering="canonical_model")
     def model_name(self, obj: Conversation) -> str:
-        return clipped(obj.model.display_name, 24) if obj.model else "—"
+        """The canonical model the chat continues with; a pinned chat names its copy's provider."""
+        if obj.model_pinned and obj.model:
+            return clipped(f"{obj.model.model_id} (pinned)", 32)
+        return clipped(obj.canonical_model or (obj.model.canonical_id if obj.model else "—"), 24)
 
     @admin.display(description="Updated", ordering="updated_at")
     def updated(self, obj: Conversation) -> str:

@@ -17,10 +17,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from conversations import catalog
 from conversations.admin.audit import AuditedAdmin
 from conversations.admin.display import clipped, when, with_note
 from conversations.llm import errors as llm_errors
-from conversations.models import ChatModel, PersonalKey, Provider
+from conversations.models import ChatModel, PersonalKey, Provider, SiteSettings
 from conversations.services import audit, providers
 
 ADMIN_CSS = {"all": ["conversations/admin.css"]}
@@ -84,6 +85,15 @@ class ProviderAdmin(AuditedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
         return super().get_queryset(request).annotate(model_total=Count("models"))
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        provider = self.get_object(request, unquote(object_id))
+        preset = catalog.preset_for(provider) if provider is not None else None
+        extra = {
+            "env_differences": catalog.env_differences(provider) if provider is not None else [],
+            "env_key": preset.key_env if preset else "",
+        }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_changelist_form(self, request, **kwargs):
         # Only the editable columns: Django's default builds every field, base_url's deprecated URLField too.
@@ -192,7 +202,7 @@ class ChatModelAdmin(AuditedAdmin):
         "output_price",
         "enabled",
     ]
-    list_filter = ["enabled", "supports_images", "provider", "is_default", "allowed_groups"]
+    list_filter = ["enabled", "supports_images", "provider", "allowed_groups"]
     search_fields = ["display_name", "model_id", "canonical_id"]
     list_select_related = ["provider"]
     # Copies of one model next to each other, in the order they are tried.
@@ -207,10 +217,16 @@ class ChatModelAdmin(AuditedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatModel]:
         return super().get_queryset(request).annotate(group_total=Count("allowed_groups"))
 
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        self._default_model = SiteSettings.default_model_id()  # one query for the page's "default" notes
+        return super().changelist_view(request, extra_context)
+
+    _default_model = ""
+
     @admin.display(description="Model id / provider (order)", ordering="model_id")
     def model_key(self, obj: ChatModel) -> str:  # not "model": that is ModelAdmin's model class
         note = format_html("{} ({})", clipped(obj.provider.name, 24), obj.provider.priority)
-        if obj.is_default:
+        if obj.canonical_id == self._default_model:
             note = format_html("{} · default", note)
         if getattr(obj, "group_total", 0):
             note = format_html("{} · {}", note, self.groups(obj))
@@ -231,21 +247,28 @@ class ChatModelAdmin(AuditedAdmin):
     @admin.action(description="Disable selected models", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
         names = list(queryset.values_list("model_id", flat=True))
-        count = queryset.update(enabled=False, is_default=False)
+        count = queryset.update(enabled=False)
         audit.record(request.user, "chatmodel.disabled", None, f"Disabled {count} models", models=names)
         self.message_user(request, f"Disabled {count} models.", messages.SUCCESS)
 
-    @admin.action(description="Make the selected model the default", permissions=["change"])
+    @admin.action(description="Make the selected model the default (whichever provider serves it)",
+                  permissions=["change"])  # fmt: skip
     def make_default(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model to make it the default.", messages.ERROR)
             return
         chosen = queryset.get()
-        chosen.is_default = True
         chosen.enabled = True
-        chosen.save()
-        audit.record(request.user, "chatmodel.made_default", chosen)
-        self.message_user(request, f"{chosen} is now the default model.", messages.SUCCESS)
+        chosen.save(update_fields=["enabled", "updated_at"])
+        site = SiteSettings.load()
+        site.default_model = chosen.canonical_id
+        site.save()
+        audit.record(request.user, "chatmodel.made_default", chosen, f"Default model: {chosen.canonical_id}")
+        self.message_user(
+            request,
+            f"{chosen.display_name} ({chosen.canonical_id}) is now the default model, on every provider serving it.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(PersonalKey)
@@ -285,3 +308,33 @@ class PersonalKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             audit.record(request.user, "personal_key.revoked", key.provider, f"Revoked the key of {key.user}")
         return super().log_deletions(request, queryset)
+
+
+class SiteSettingsForm(forms.ModelForm):
+    default_model = forms.ChoiceField(
+        label="Default model",
+        required=False,
+        help_text="New chats start with it, on the first enabled provider serving it (by priority). Empty: "
+        "CHAT_DEFAULT_MODEL.",
+    )
+
+    class Meta:
+        model = SiteSettings
+        fields = ["default_model"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        known = sorted(set(ChatModel.objects.values_list("canonical_id", flat=True)))
+        self.fields["default_model"].choices = [("", "— CHAT_DEFAULT_MODEL —")] + [(c, c) for c in known]
+
+
+@admin.register(SiteSettings)
+class SiteSettingsAdmin(AuditedAdmin):
+    form = SiteSettingsForm
+    list_display = ["__str__", "default_model"]
+
+    def has_add_permission(self, request) -> bool:
+        return not SiteSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

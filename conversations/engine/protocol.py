@@ -64,6 +64,16 @@ def _int(value: Any) -> int:
     return value
 
 
+def _model(value: Any) -> int | str:
+    """A model from GET /api/models: its canonical id (a string), or a provider copy's integer id (older
+    clients), which means that copy's canonical model."""
+    if isinstance(value, str):
+        if not 0 < len(value) <= 200:
+            raise TypeError("must be a model id from /api/models")
+        return value
+    return _int(value)
+
+
 def _offset(value: Any) -> int:
     value = _int(value)
     if value < 0:
@@ -144,15 +154,15 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     "send": {
         "conversation": (_uuid, False),
         "text": (_message_text, False),
-        "model": (_int, False),
+        "model": (_model, False),
         "params": (_params, False),
         "system_prompt": (_optional_text, False),
         "attachments": (_attachments, False),
     },
     "stop": {"message": (_uuid, True)},
-    "regenerate": {"message": (_uuid, True), "model": (_int, False)},
+    "regenerate": {"message": (_uuid, True), "model": (_model, False)},
     # May be empty when the edited message has images: the service checks that (turns.do_edit).
-    "edit": {"message": (_uuid, True), "text": (_message_text, True), "model": (_int, False)},
+    "edit": {"message": (_uuid, True), "text": (_message_text, True), "model": (_model, False)},
     "select": {"message": (_uuid, True)},
     "sync": {"message": (_uuid, True), "offset": (_offset, True)},
 }

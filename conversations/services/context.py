@@ -160,6 +160,9 @@ def prepare(
     prepared_context = build_request(conversation, path, chat_model, history.images)
     # The owner's own key, if they brought one.
     routes = routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk, choices=choices)
+    if conversation.model_pinned and conversation.model_id == chat_model.pk:
+        # An admin pinned this chat to one provider's copy: no fallback to another provider.
+        routes = [route for route in routes if route.chat_model_id == chat_model.pk]
     if prepared_context.trimmed:
         Message.objects.filter(pk=message.pk).update(context_trimmed=True)
         message.context_trimmed = True

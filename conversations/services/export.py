@@ -73,7 +73,8 @@ def export_conversation_dict(conversation: Conversation, messages: list[Message]
         "pinned": conversation.pinned,
         "archived": conversation.archived,
         "settings": {
-            "model": conversation.model.canonical_id if conversation.model else None,
+            "model": conversation.canonical_model
+            or (conversation.model.canonical_id if conversation.model else None),
             "system_prompt": conversation.system_prompt,
             "params": conversation.params or {},
         },

@@ -340,7 +340,11 @@ def write_drafts(user, drafts: list[Draft], report: Report, progress=None, saved
     Names of the image files written are appended to `saved`, so a failed transaction can remove them."""
     models = {}
     for name in {d.model for d in drafts if d.model}:
-        models[name] = ChatModel.objects.filter(canonical_id=name).first()
+        models[name] = (
+            ChatModel.objects.filter(canonical_id=name)
+            .order_by("-provider__enabled", "-enabled", "provider__priority", "pk")
+            .first()
+        )
     for number, draft in enumerate(drafts, 1):
         conversation = Conversation.objects.create(
             owner=user,
@@ -350,6 +354,8 @@ def write_drafts(user, drafts: list[Draft], report: Report, progress=None, saved
             system_prompt=draft.system_prompt,
             params=draft.params,
             model=models.get(draft.model) if draft.model else None,
+            # The canonical model, when this site knows it: another provider may serve it later.
+            canonical_model=draft.model if draft.model and models.get(draft.model) else "",
         )
         pks: dict[str, int] = {}
         rows: dict[str, Message] = {}

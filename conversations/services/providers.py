@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 import httpx
 from asgiref.sync import async_to_sync
@@ -20,7 +21,7 @@ from conversations.llm.client import ClientConfig, open_stream
 from conversations.llm.models_sync import ListedModel, is_chat_model_id, list_models
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
 from conversations.llm.routes import Route
-from conversations.models import ChatModel, PersonalKey, Provider
+from conversations.models import ChatModel, PersonalKey, Provider, SiteSettings
 from conversations.services.routes import route_for_provider
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,11 @@ def _ms(seconds: float) -> int:
 
 def _pick_test_model(provider: Provider, listed: list[ListedModel]) -> str:
     """The provider's default or first enabled model, else a chat model from its listing."""
-    own = provider.models.filter(enabled=True).order_by("-is_default", "display_name").first()
-    if own is not None:
-        return own.model_id
+    own = list(provider.models.filter(enabled=True).order_by("display_name"))
+    default = SiteSettings.default_model_id()
+    chosen = next((m for m in own if m.canonical_id == default), None) or (own[0] if own else None)
+    if chosen is not None:
+        return chosen.model_id
     ids = [m.model_id for m in listed]
     for preferred in ("gpt-4o-mini", "openai/gpt-4o-mini", "gpt-4o", "openai/gpt-4o"):
         if preferred in ids:
@@ -164,20 +167,41 @@ SYNCED_FACTS = (
 )
 
 
+PRICES = ("input_price", "cached_input_price", "output_price")
+
+
 def _facts(listed: ListedModel, known: catalog.CatalogModel | None) -> dict:
+    """What the listing states, with the catalog's capabilities where it is silent. `known` is the catalog
+    entry of the model or of its family (gpt-4o for gpt-4o-2024-11-20): a snapshot reads like its family."""
     facts = {name: getattr(listed, name) for name in SYNCED_FACTS if getattr(listed, name) is not None}
     if known is not None:
-        # Capabilities are facts about the model, whoever serves it; prices are not, so never from the catalog.
         facts.setdefault("context_window", known.context_window)
         facts.setdefault("max_output_tokens", known.max_output_tokens)
         facts.setdefault("supports_images", known.supports_images)
     return facts
 
 
+def _catalog_prices(provider: Provider, listed: ListedModel, known: catalog.CatalogModel | None) -> dict:
+    """The family's prices for a hosted provider's model the listing gives none for (AI/ML API's list has
+    none): a better estimate for quotas and the usage dashboard than $0. Never for an OpenAI-compatible server
+    (a local one may be free), and an admin's prices are never replaced."""
+    if provider.kind == Provider.Kind.OPENAI_COMPATIBLE or known is None:
+        return {}
+    if any(getattr(listed, name) is not None for name in PRICES):
+        return {}
+    cached = known.cached_input_price
+    return {
+        "input_price": Decimal(known.input_price),
+        "cached_input_price": Decimal(cached) if cached else None,
+        "output_price": Decimal(known.output_price),
+    }
+
+
 def sync_models(provider: Provider) -> SyncReport:
     """Import the provider's model list. New models are created (enabled only when they are in the built-in
     catalog and not retired, so a 300-model OpenRouter listing doesn't flood the model picker); existing ones get
-    the facts the listing states. Nothing is deleted. Raises llm_errors.LLMError when listing fails."""
+    the facts the listing states. A dated snapshot of a catalog model (gpt-4o-2024-11-20) inherits its family's
+    vision, context window, prices and name. Nothing is deleted. Raises llm_errors.LLMError when listing fails."""
     listed = [
         m
         for m in list_models(route_for_provider(provider, model_id=""), timeout=TEST_TIMEOUT)
@@ -188,27 +212,31 @@ def sync_models(provider: Provider) -> SyncReport:
     with transaction.atomic():
         for item in listed:
             canonical = canonical_id_for(item.model_id)
-            known = CATALOG.get(canonical)
+            known, _snapshot_date = catalog.family_of(canonical)
             facts = _facts(item, known)
+            prices = _catalog_prices(provider, item, known)
             if item.input_price is None and item.output_price is None:
                 report.without_prices += 1
             row = existing.get(item.model_id)
             if row is None:
-                enable = known is not None and known.retired_on is None
+                exact = CATALOG.get(canonical)
+                enable = exact is not None and exact.retired_on is None
                 row = ChatModel(
                     provider=provider,
                     model_id=item.model_id,
                     canonical_id=canonical,
-                    display_name=(known.display_name if known else "") or item.display_name or item.model_id,
-                    retired_on=known.retired_on if known else None,
+                    display_name=catalog.display_name_for(canonical) or item.display_name or item.model_id,
+                    retired_on=exact.retired_on if exact else None,
                     enabled=enable,
-                    **facts,
+                    **{**prices, **facts},
                 )
                 row.save()
                 report.created.append(item.model_id)
                 if enable:
                     report.enabled.append(item.model_id)
                 continue
+            if prices and not row.input_price and not row.output_price:
+                facts = {**prices, **facts}  # $0 that nobody set (an older sync): the family's prices
             changed = [name for name, value in facts.items() if getattr(row, name) != value]
             if changed:
                 for name in changed:

@@ -10,20 +10,7 @@ from collections.abc import Iterable
 
 from django.urls import reverse
 
-from conversations.models import Attachment, ChatModel, Conversation, Message
-
-
-def chat_model_dict(model: ChatModel) -> dict:
-    return {
-        "id": model.pk,
-        "name": model.display_name,
-        "model_id": model.canonical_id or model.model_id,
-        "provider": model.provider.name,  # reads provider: select_related it
-        "supports_images": model.supports_images,
-        "context_window": model.context_window,
-        "max_output_tokens": model.max_output_tokens,
-        "default": model.is_default,
-    }
+from conversations.models import Attachment, Conversation, Message
 
 
 def sidebar_item(conversation: Conversation) -> dict:
@@ -41,7 +28,7 @@ def conversation_dict(conversation: Conversation) -> dict:
     """A conversation as the chat page opens it: its sidebar item and its settings."""
     return {
         **sidebar_item(conversation),
-        "model": conversation.model_id,
+        "model": conversation.canonical_model or None,  # a model id of the menu (GET /api/models)
         "system_prompt": conversation.system_prompt,
         "params": conversation.params or {},
         "created_at": conversation.created_at.isoformat(),

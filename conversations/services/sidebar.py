@@ -15,10 +15,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from conversations.models import ChatModel, Conversation, SharedConversation
+from conversations.models import Conversation, SharedConversation
 from conversations.services.access import get_conversation_for_user, parse_uuid
 from conversations.services.errors import InvalidInput, NotFound
-from conversations.services.serialize import chat_model_dict, sidebar_item
+from conversations.services.serialize import sidebar_item
 
 PAGE_SIZE = 50
 TITLE_MAX = 200
@@ -125,14 +125,3 @@ def purge_deleted(now: dt.datetime | None = None) -> int:
                 conversation.delete()
                 purged += 1
     return purged
-
-
-def available_models(user=None) -> list[dict]:
-    """The models `user` may pick (see ChatModel.allowed_groups; no user: those open to everyone)."""
-    models = (
-        ChatModel.objects.available()
-        .open_to(user)
-        .select_related("provider")
-        .order_by("display_name", "provider__priority")
-    )
-    return [chat_model_dict(m) for m in models]

@@ -46,32 +46,18 @@ class TurnStarted:
     attachments: list[Attachment] = field(default_factory=list)
 
 
-def resolve_model(model_pk: int | None, conversation: Conversation | None = None, user=None) -> ChatModel:
-    """The model for a turn: the one asked for, else the conversation's, else the site default. Only models
-    open to `user` (the conversation's owner when not given) count: see ChatModel.allowed_groups."""
+def resolve_model(
+    requested: int | str | None,
+    conversation: Conversation | None = None,
+    user=None,
+    choices: ModelChoices | None = None,
+) -> ChatModel:
+    """The copy a turn starts on (services/model_choices.ModelChoices.resolve): the model asked for (a canonical
+    id, or a copy's pk), else the conversation's canonical model, else the site default, each on the first
+    provider serving it that is open to `user` (the conversation's owner when not given)."""
     if user is None and conversation is not None:
         user = conversation.owner
-    models = ChatModel.objects.available().open_to(user).select_related("provider")
-    if model_pk is not None:
-        chosen = models.filter(pk=model_pk).first()
-        if chosen is None:
-            raise InvalidInput("That model isn't available. Pick another one.", code="model_unavailable")
-        return chosen
-    if conversation is not None and conversation.model_id is not None:
-        chosen = models.filter(pk=conversation.model_id).first()
-        if chosen is None:
-            raise InvalidInput(
-                "This conversation's model is no longer available. Pick another one.",
-                code="model_unavailable",
-            )
-        return chosen
-    chosen = models.filter(is_default=True).first() or models.first()
-    if chosen is None:
-        raise InvalidInput(
-            "No model is available yet. An administrator needs to add a provider key.",
-            code="model_unavailable",
-        )
-    return chosen
+    return (choices or ModelChoices()).resolve(requested, conversation, user)
 
 
 def _check_not_empty(text: str, images: list) -> None:
@@ -196,11 +182,24 @@ def _placeholder(conversation: Conversation, parent: Message | None, chat_model:
     return message
 
 
+def _remember_model(conversation: Conversation, chat_model: ChatModel) -> None:
+    """The conversation continues with `chat_model`'s canonical model; a pin holds only while its copy is it."""
+    if conversation.model_pinned and conversation.model_id != chat_model.pk:
+        # The person picked another model: the admin's pin was for the old one.
+        conversation.model_pinned = False
+    conversation.model = chat_model
+    conversation.canonical_model = chat_model.canonical_id
+
+
 def _finish_turn(conversation: Conversation, assistant: Message, chat_model: ChatModel) -> None:
     """Point the conversation at the new answer and bump it to the top of the sidebar."""
     conversation.current_leaf = assistant
-    conversation.model = chat_model
-    conversation.save(update_fields=["current_leaf", "model", "params", "system_prompt", "updated_at"])
+    _remember_model(conversation, chat_model)
+    conversation.save(
+        update_fields=[
+            "current_leaf", "model", "canonical_model", "model_pinned", "params", "system_prompt", "updated_at",
+        ]
+    )  # fmt: skip
 
 
 def do_send_turn(
@@ -208,7 +207,7 @@ def do_send_turn(
     *,
     conversation_id: str | None,
     text: str,
-    model_pk: int | None = None,
+    model_pk: int | str | None = None,
     params: dict | None = None,
     system_prompt: str | None = None,
     attachment_ids: list | None = None,
@@ -250,7 +249,7 @@ def _send(
         conversation.params = {k: v for k, v in params.items() if k in PARAM_KEYS}
     if system_prompt is not None:
         conversation.system_prompt = system_prompt
-    conversation.model = chat_model
+    _remember_model(conversation, chat_model)
     if created:
         conversation.save()
     user_message = Message.objects.create(
@@ -290,22 +289,24 @@ def _reopen(user, message_id: str, role: str, refusal: str) -> tuple[Message, Co
 
 
 def _model_within_limits(
-    user, conversation: Conversation | None, model_pk: int | None
+    user, conversation: Conversation | None, requested: int | str | None, choices: ModelChoices | None = None
 ) -> tuple[ChatModel, quotas.Limits]:
     """The turn's model, after the rate limit: what every turn checks before it writes."""
-    chat_model = resolve_model(model_pk, conversation, user)
+    chat_model = resolve_model(requested, conversation, user, choices)
     user_limits = _limits(user)
     limits.check_rate(user, user_limits)
     return chat_model, user_limits
 
 
-def do_regenerate(user, message_id: str, model_pk: int | None = None) -> TurnStarted:
+def do_regenerate(
+    user, message_id: str, model_pk: int | str | None = None, choices: ModelChoices | None = None
+) -> TurnStarted:
     """A new answer beside an existing one (a sibling), which becomes the active branch."""
     with transaction.atomic():
         old, conversation = _reopen(
             user, message_id, Message.Role.ASSISTANT, "Only answers can be regenerated."
         )
-        chat_model, user_limits = _model_within_limits(user, conversation, model_pk)
+        chat_model, user_limits = _model_within_limits(user, conversation, model_pk, choices)
         images = list(old.parent.attachments.all()) if old.parent_id else []
         if images:
             _check_vision(chat_model)  # the question it answers has images
@@ -316,7 +317,9 @@ def do_regenerate(user, message_id: str, model_pk: int | None = None) -> TurnSta
     return TurnStarted(conversation, assistant)
 
 
-def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> TurnStarted:
+def do_edit(
+    user, message_id: str, text: str, model_pk: int | str | None = None, choices: ModelChoices | None = None
+) -> TurnStarted:
     """An edited copy of a user message as a new branch, answered afresh. The original branch stays. The copy
     keeps the original's images, so its text may be empty if there are any."""
     with transaction.atomic():
@@ -325,7 +328,7 @@ def do_edit(user, message_id: str, text: str, model_pk: int | None = None) -> Tu
         )
         images = list(old.attachments.all())
         _check_not_empty(text, images)
-        chat_model, user_limits = _model_within_limits(user, conversation, model_pk)
+        chat_model, user_limits = _model_within_limits(user, conversation, model_pk, choices)
         if images:
             _check_vision(chat_model)
         user_message = Message.objects.create(
@@ -521,9 +524,9 @@ class TurnBatch:
         data = request.data
         match request.command:
             case "regenerate":
-                return do_regenerate(user, data["message"], data["model"])
+                return do_regenerate(user, data["message"], data["model"], self.choices)
             case "edit":
-                return do_edit(user, data["message"], data["text"], data["model"])
+                return do_edit(user, data["message"], data["text"], data["model"], self.choices)
         raise ValueError(f"not a turn command: {request.command}")
 
     def _plan_send(self, index: int, user, data: dict) -> _PlannedSend:
@@ -535,7 +538,7 @@ class TurnBatch:
             conversation = access.owned_for_turn(self.conversations, user, data["conversation"])
             if conversation.busy or conversation.pk in self._claimed:
                 raise Busy(BUSY_MESSAGE)
-        chat_model = self.choices.resolve(data["model"], conversation and conversation.model_id, user)
+        chat_model = self.choices.resolve(data["model"], conversation, user)
         history = self.histories.get(conversation.pk) if conversation is not None else None
         created = conversation is None
         if created:
@@ -548,7 +551,7 @@ class TurnBatch:
             conversation.params = {k: v for k, v in data["params"].items() if k in PARAM_KEYS}
         if data["system_prompt"] is not None:
             conversation.system_prompt = data["system_prompt"]
-        conversation.model = chat_model
+        _remember_model(conversation, chat_model)
         question = Message(
             conversation=conversation,
             parent=None if created else conversation.current_leaf,
@@ -601,9 +604,16 @@ class TurnBatch:
                         claimed.append(attachment)
                 if claimed:
                     Attachment.objects.bulk_update(claimed, ["message", "position"])
+                fields = [
+                    "current_leaf",
+                    "model",
+                    "canonical_model",
+                    "model_pinned",
+                    "params",
+                    "system_prompt",
+                ]
                 Conversation.objects.bulk_update(
-                    [p.turn.conversation for p in planned],
-                    ["current_leaf", "model", "params", "system_prompt", "updated_at"],
+                    [p.turn.conversation for p in planned], [*fields, "updated_at"]
                 )
         except Exception as exc:
             logger.exception("writing %d turns failed", len(planned))

@@ -21,6 +21,7 @@ Paths served
 ------------
 ``POST /v1/chat/completions``      OpenAI Chat Completions, streamed (SSE, chunked) or not.
 ``POST /api/v1/chat/completions``  The same, for clients configured with an OpenRouter-style base URL.
+``POST /aimlapi/v1/chat/completions``  The same, for an AI/ML API-style base URL (``sim.aimlapi_base_url``).
 ``GET  /v1/models``                OpenAI list: ``{"object": "list", "data": [{id, object, created, owned_by}]}``.
 ``GET  /v1/models/<id>``           One OpenAI model, or 404 ``model_not_found``.
 ``GET  /api/v1/models``            OpenRouter list: context_length, architecture.input_modalities, pricing
@@ -753,7 +754,7 @@ _SERVER_ERROR_MESSAGES = {
     503: "The engine is currently overloaded, please try again later.",
 }
 
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions"})
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions", "/aimlapi/v1/chat/completions"})
 
 
 # ------------------------------------------------------------------------------------------- simulator
@@ -876,6 +877,12 @@ class UpstreamSimulator:
     @property
     def openrouter_base_url(self) -> str:
         return f"{self.origin}/api/v1"
+
+    @property
+    def aimlapi_base_url(self) -> str:
+        """AI/ML API-style base URL: chat at <base>/chat/completions, its bare-array model list one level up
+        (<origin>/aimlapi/models), as api.aimlapi.com/v1 and api.aimlapi.com/models."""
+        return f"{self.origin}/aimlapi/v1"
 
     @property
     def aimlapi_models_url(self) -> str:

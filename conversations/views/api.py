@@ -11,7 +11,7 @@ import json
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from conversations.services import sidebar, transcript
+from conversations.services import model_menu, sidebar, transcript
 from conversations.services.errors import InvalidInput
 from conversations.views.errors import json_api
 
@@ -60,4 +60,4 @@ def restore(request: HttpRequest, conversation_id) -> JsonResponse:
 @require_GET
 @json_api
 def models(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": sidebar.available_models(request.user)})
+    return JsonResponse({"models": model_menu.menu_for(request.user)})

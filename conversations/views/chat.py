@@ -10,7 +10,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
-from conversations.services import sidebar
+from conversations.services import model_menu
 from conversations.services.access import get_conversation_for_user
 from conversations.services.errors import NotFound
 
@@ -45,7 +45,7 @@ def home(request: HttpRequest, conversation_id=None) -> HttpResponse:
             raise Http404("No such conversation.") from exc
     boot = {
         "conversation": str(conversation_id) if conversation_id else None,
-        "models": sidebar.available_models(request.user),
+        "models": model_menu.menu_for(request.user),
         "user": {"username": request.user.get_username(), "is_staff": request.user.is_staff},
         "site_name": settings.CHAT_SITE_NAME,
         "csrf_token": get_token(request),

@@ -19,7 +19,9 @@ function formatCost(cost) {
 
 function detailRows(message) {
   const rows = [];
-  if (message.model) rows.push(["Model", message.provider ? `${message.model} · ${message.provider}` : message.model]);
+  if (message.model) rows.push(["Model", message.model]);
+  // Which provider answered: the model is served by several, tried in the admin's order.
+  if (message.provider) rows.push(["Provider", message.provider]);
   const usage = message.usage;
   if (usage) {
     const parts = [];
