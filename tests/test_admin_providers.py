@@ -216,10 +216,38 @@ def test_sync_imports_the_simulators_models_enabling_known_ones(admin_client, up
     gpt4o = models["gpt-4o"]
     # The plain OpenAI listing has no capabilities: known models get them from the built-in catalog.
     assert (gpt4o.display_name, gpt4o.context_window, gpt4o.supports_images) == ("GPT-4o", 128_000, True)
-    assert gpt4o.input_price == 0, "prices never come from the catalog: a local server may be free"
+    # The listing has no prices: the catalog's, as ensure_catalog gives seeded copies (not $0: budgets count).
+    assert (gpt4o.input_price, gpt4o.output_price) == (Decimal("2.50"), Decimal("10.00"))
 
     again = providers.sync_models(sim_provider)
     assert (again.created, again.updated, again.unchanged) == ([], [], 10)
+
+
+def test_a_synced_snapshot_inherits_its_familys_catalog_metadata(upstream, sim_provider):
+    """gpt-4o-2024-11-20 is not in the catalog, and a compatible server's list says nothing about it: it reads
+    like gpt-4o (vision, 128k context, gpt-4o's prices, a proper name), not 8,192 tokens and $0."""
+    providers.sync_models(sim_provider)
+    snapshot = sim_provider.models.get(model_id="gpt-4o-2024-11-20")
+    assert snapshot.display_name == "GPT-4o (2024-11-20)"
+    assert (snapshot.supports_images, snapshot.context_window, snapshot.max_output_tokens) == (
+        True,
+        128_000,
+        16_384,
+    )
+    assert (snapshot.input_price, snapshot.cached_input_price, snapshot.output_price) == (
+        Decimal("2.50"), Decimal("1.25"), Decimal("10.00"),
+    )  # fmt: skip
+    mini = sim_provider.models.get(model_id="gpt-4o-mini-2024-07-18")
+    assert (mini.display_name, mini.output_price) == ("GPT-4o mini (2024-07-18)", Decimal("0.60"))
+    assert not snapshot.enabled  # outside the catalog: the admin reviews it first
+    # An admin's price stays; a $0 an older sync left is filled in.
+    ChatModel.objects.filter(pk=snapshot.pk).update(input_price=Decimal("3"))
+    ChatModel.objects.filter(pk=mini.pk).update(input_price=0, cached_input_price=None, output_price=0)
+    providers.sync_models(sim_provider)
+    snapshot.refresh_from_db()
+    mini.refresh_from_db()
+    assert snapshot.input_price == Decimal("3")
+    assert (mini.input_price, mini.output_price) == (Decimal("0.15"), Decimal("0.60"))
 
 
 def test_sync_takes_context_prices_and_vision_from_an_openrouter_listing(upstream):

@@ -47,6 +47,7 @@ def forward(apps, schema_editor):
         SiteSettings.objects.update_or_create(pk=1, defaults={"default_model": default.canonical_id})
     canonical = ChatModel.objects.filter(pk=OuterRef("model_id")).values("canonical_id")[:1]
     Conversation.objects.filter(model__isnull=False).update(canonical_model=Subquery(canonical))
+    _check_constraints_now(schema_editor)
 
 
 def backward(apps, schema_editor):
@@ -64,6 +65,13 @@ def backward(apps, schema_editor):
         chosen = _best_copy(ChatModel, canonical_id)
         if chosen is not None:
             orphans.filter(canonical_model=canonical_id).update(model=chosen)
+    _check_constraints_now(schema_editor)
+
+
+def _check_constraints_now(schema_editor):
+    """PostgreSQL won't alter a table with deferred foreign-key checks pending in the same transaction."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 class Migration(migrations.Migration):

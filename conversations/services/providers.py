@@ -181,11 +181,12 @@ def _facts(listed: ListedModel, known: catalog.CatalogModel | None) -> dict:
     return facts
 
 
-def _catalog_prices(provider: Provider, listed: ListedModel, known: catalog.CatalogModel | None) -> dict:
-    """The family's prices for a hosted provider's model the listing gives none for (AI/ML API's list has
-    none): a better estimate for quotas and the usage dashboard than $0. Never for an OpenAI-compatible server
-    (a local one may be free), and an admin's prices are never replaced."""
-    if provider.kind == Provider.Kind.OPENAI_COMPATIBLE or known is None:
+def _catalog_prices(listed: ListedModel, known: catalog.CatalogModel | None) -> dict:
+    """The catalog's prices (of the model or its family) for a model the listing gives none for (OpenAI's list
+    from a compatible server, AI/ML API's): what ensure_catalog gives a provider's seeded copies too, and a
+    safer figure for budgets and the usage dashboard than $0. An admin's prices are never replaced; a free
+    local model keeps $0 by an admin setting it (or by its id, outside the catalog)."""
+    if known is None:
         return {}
     if any(getattr(listed, name) is not None for name in PRICES):
         return {}
@@ -214,7 +215,7 @@ def sync_models(provider: Provider) -> SyncReport:
             canonical = canonical_id_for(item.model_id)
             known, _snapshot_date = catalog.family_of(canonical)
             facts = _facts(item, known)
-            prices = _catalog_prices(provider, item, known)
+            prices = _catalog_prices(item, known)
             if item.input_price is None and item.output_price is None:
                 report.without_prices += 1
             row = existing.get(item.model_id)
