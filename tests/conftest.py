@@ -48,6 +48,9 @@ CHROMIUM_ARGS = [
 ORIGIN = "http://127.0.0.1"
 PASSWORD = "correct horse battery staple"
 
+# Fixtures kept in their own module: seed_env, three_providers (the three seed providers on the simulator).
+pytest_plugins = ["tests.three_providers"]
+
 
 BACKENDS_LANE = os.environ.get("CHAT_TEST_LANE") == "backends"
 

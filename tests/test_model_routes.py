@@ -6,65 +6,15 @@ out, and new and existing GPT-4o chats carry on through the next provider servin
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 
 from conversations.models import Conversation, Message, Provider
-from conversations.services import providers
 from conversations.testing.upstream import Fault, Reply
 from tests.conftest import session_cookie_for
+from tests.three_providers import AIMLAPI, OPENAI, OPENROUTER, PATHS, bootstrap, switch_off
 from tests.wsclient import ChatSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-OPENAI, OPENROUTER, AIMLAPI = "OpenAI", "OpenRouter", "AI/ML API"
-PATHS = {
-    OPENAI: "/v1/chat/completions",
-    OPENROUTER: "/api/v1/chat/completions",
-    AIMLAPI: "/aimlapi/v1/chat/completions",
-}
-
-
-@pytest.fixture
-def seed_env(upstream, monkeypatch):
-    """The environment of `OPENAI_API_KEY=... OPENROUTER_API_KEY=... AIMLAPI_API_KEY=... ./scripts/run`,
-    pointed at the simulator."""
-    env = {
-        "OPENAI_API_KEY": "sk-openai-test-1111",
-        "OPENAI_BASE_URL": upstream.base_url,
-        "OPENROUTER_API_KEY": "sk-or-test-2222",
-        "OPENROUTER_BASE_URL": upstream.openrouter_base_url,
-        "AIMLAPI_API_KEY": "aiml-test-3333",
-        "AIMLAPI_BASE_URL": upstream.aimlapi_base_url,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-def bootstrap() -> str:
-    out = io.StringIO()
-    call_command("bootstrap", stdout=out)
-    return out.getvalue()
-
-
-@pytest.fixture
-def three_providers(seed_env, upstream):
-    bootstrap()
-    # OPENAI_BASE_URL at the simulator makes it a generic server; the site in the issue spoke to OpenAI itself.
-    Provider.objects.filter(name=OPENAI).update(kind=Provider.Kind.OPENAI)
-    for provider in Provider.objects.order_by("priority"):
-        report = providers.test_connection(provider)
-        assert report.ok, (provider.name, report.message)
-        providers.sync_models(provider)
-    upstream.reset()
-    return {p.name: p for p in Provider.objects.all()}
-
-
-def switch_off(name: str) -> None:
-    Provider.objects.filter(name=name).update(enabled=False)
 
 
 @pytest.fixture
@@ -81,8 +31,14 @@ def answer(sock: ChatSocket, upstream, conversation: str | None = None, **extra)
     ack = sock.wait_type("ack")
     final = sock.wait_end(ack["assistant_message"]["id"])
     assert final["status"] == "complete", final
-    served = [r for r in upstream.chat_requests[before:] if (r.json or {}).get("max_tokens") != 24]
+    served = [r for r in upstream.chat_requests[before:] if not is_title_request(r)]
     return ack, final, served[-1]
+
+
+def is_title_request(request) -> bool:
+    """The title call after a first answer (max_tokens or, for OpenAI, max_completion_tokens 24)."""
+    body = request.json or {}
+    return 24 in (body.get("max_tokens"), body.get("max_completion_tokens"))
 
 
 def test_the_menu_lists_gpt4o_once_with_its_three_routes_in_priority_order(client, alice, three_providers):
@@ -161,7 +117,7 @@ def test_an_openrouter_error_chunk_before_the_first_token_falls_back_to_aimlapi(
     error = Reply(fault=Fault.MIDSTREAM_ERROR_OPENROUTER, fault_after=0, keepalive=True)
     upstream.enqueue(error, error, error, Reply(text="From the next route."))
     _, final, _ = answer(alice_socket, upstream)
-    paths = [r.path for r in upstream.chat_requests if (r.json or {}).get("max_tokens") != 24]
+    paths = [r.path for r in upstream.chat_requests if not is_title_request(r)]
     assert paths[:4] == [PATHS[OPENROUTER]] * 3 + [PATHS[AIMLAPI]]
     assert (final["provider"], final["content"]) == (AIMLAPI, "From the next route.")
 

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from conversations.services.images import target_size
 from conversations.testing.upstream import Reply
-from tests.ui import ARTIFACTS, axe_violations, composer, last_answer, log_in, open_chat, send
+from tests.ui import ARTIFACTS, axe_violations, composer, last_answer, log_in, open_chat, pick_model, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -179,7 +179,7 @@ def test_with_a_text_only_model_the_attach_controls_are_disabled(chat, upstream)
     page = chat
     button = page.get_by_role("button", name="Attach image")
     expect(button).to_be_enabled()
-    page.get_by_role("combobox", name="Model").select_option(label="GPT-4")
+    pick_model(page, "GPT-4")
     expect(button).to_be_disabled()
     expect(button).to_have_attribute(
         "title", "GPT-4 can't read images. Pick a model marked “vision” to attach one."
@@ -192,10 +192,10 @@ def test_with_a_text_only_model_the_attach_controls_are_disabled(chat, upstream)
     expect(tray(page)).to_be_hidden()
 
     # Images attached before switching to a text-only model hold the send back, with the reason shown.
-    page.get_by_role("combobox", name="Model").select_option(label="GPT-4o · vision")
+    pick_model(page, "GPT-4o")
     paste(page, encode((100, 100), (1, 2, 3), "PNG"), "image.png", "image/png")
     wait_uploaded(page, 1)
-    page.get_by_role("combobox", name="Model").select_option(label="GPT-4")
+    pick_model(page, "GPT-4")
     composer(page).fill("Describe it")
     expect(page.get_by_role("button", name="Send")).to_be_disabled()
     expect(page.locator(".composer-error")).to_contain_text("GPT-4 can't read images")

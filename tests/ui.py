@@ -7,6 +7,7 @@ uses the message elements, since "the text of the last answer" has no role of it
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +40,21 @@ def open_chat(page: Page, live_server, path: str = "/") -> Page:
 
 def composer(page: Page):
     return page.get_by_role("textbox", name="Message")
+
+
+def model_option(page: Page, name: str, include_hidden: bool = False):
+    """The model menu's option for the model called `name`: its accessible name is the model's name, a comma,
+    then its description and badges ("GPT-4o, OpenAI's flagship… Vision 128k context …")."""
+    return page.get_by_role("listbox", name="Models", include_hidden=include_hidden).get_by_role(
+        "option", name=re.compile("^" + re.escape(name) + r" ?,"), include_hidden=include_hidden
+    )
+
+
+def pick_model(page: Page, name: str) -> None:
+    """Choose a model in the composer's model menu (a combobox and its listbox), as a person would."""
+    page.get_by_role("combobox", name="Model").click()
+    model_option(page, name).click()
+    expect(page.get_by_role("combobox", name="Model")).to_have_text(name)
 
 
 def send(page: Page, text: str) -> None:

@@ -342,6 +342,7 @@ class ChatApp {
       return false;
     }
     this.pendingSend = { ref, text, attachments };
+    this.composer.rememberModel();
     return true;
   }
 

@@ -4,7 +4,7 @@
 // attachments.js), allowed only for models that can read them.
 
 import { Attachments } from "./attachments.js";
-import { h } from "./dom.js";
+import { ModelMenu } from "./model_menu.js";
 
 const NUMBER_PARAMS = ["temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty"];
 const INTEGER_PARAMS = new Set(["max_tokens", "seed"]);
@@ -29,7 +29,12 @@ export class Composer {
         this.updateAttach();
       },
     });
-    this.modelSelect = form.querySelector("#model-select");
+    this.modelMenu = new ModelMenu(form.querySelector(".model-picker"), {
+      onChange: () => {
+        this.updateAttach();
+        this.updateSend();
+      },
+    });
     this.settingsButton = form.querySelector('[data-action="open-settings"]');
     this.settingsDot = form.querySelector(".tool-dot");
     this.error = form.querySelector(".composer-error");
@@ -55,10 +60,6 @@ export class Composer {
       this.submit();
     });
     this.stopButton.addEventListener("click", () => this.app.stop());
-    this.modelSelect.addEventListener("change", () => {
-      this.updateAttach();
-      this.updateSend();
-    });
     this.bindImages();
     this.settingsButton.addEventListener("click", () => this.openSettings());
     this.dialog.querySelector('[data-action="reset-settings"]').addEventListener("click", () => this.fillSettings({ system_prompt: "", params: {} }));
@@ -194,30 +195,27 @@ export class Composer {
   // --- models ----------------------------------------------------------------------------------------
 
   renderModels() {
-    const models = this.app.boot.models;
-    const names = models.map((m) => m.name);
-    const options = models.map((model) => {
-      const duplicate = names.filter((n) => n === model.name).length > 1;
-      let label = duplicate ? `${model.name} (${model.provider})` : model.name;
-      if (model.supports_images) label += " · vision";
-      return h("option", { value: String(model.id), text: label });
-    });
-    if (!options.length) options.push(h("option", { value: "", text: "No models available" }));
-    this.modelSelect.replaceChildren(...options);
-    this.modelSelect.disabled = !models.length;
+    this.modelMenu.setModels(this.app.boot.models);
     this.selectModel(null);
   }
 
+  /** Show the model `id` (a conversation's), else the person's default (the model they used last). */
   selectModel(id) {
     const models = this.app.boot.models;
     const chosen = models.find((m) => m.id === id) || models.find((m) => m.default) || models[0];
-    if (chosen) this.modelSelect.value = String(chosen.id);
+    this.modelMenu.select(chosen?.id ?? null);
     this.updateAttach();
   }
 
+  /** The model just sent with becomes the default of the next new chat (the server remembers it too). */
+  rememberModel() {
+    const current = this.model;
+    if (!current) return;
+    for (const model of this.app.boot.models) model.default = model.id === current.id;
+  }
+
   get model() {
-    const id = Number(this.modelSelect.value);
-    return this.app.boot.models.find((m) => m.id === id) || null;
+    return this.modelMenu.selected;
   }
 
   updateAttach() {
