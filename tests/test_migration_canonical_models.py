@@ -34,8 +34,15 @@ def seed(apps):
     ChatModel = apps.get_model("conversations", "ChatModel")
     Conversation = apps.get_model("conversations", "Conversation")
     User = apps.get_model("auth", "User")
-    openai = Provider.objects.get(name="OpenAI")
+    # Seeded by 0002, unless an earlier transactional test flushed the database.
+    openai, _ = Provider.objects.update_or_create(
+        name="OpenAI", defaults={"kind": "openai", "base_url": "https://api.openai.com/v1", "priority": 10}
+    )
     Provider.objects.filter(pk=openai.pk).update(enabled=True)  # it has a key
+    for model_id in ("gpt-4o", "gpt-4o-mini"):
+        ChatModel.objects.get_or_create(
+            provider=openai, model_id=model_id, defaults={"canonical_id": model_id, "display_name": model_id}
+        )
     openrouter = Provider.objects.create(
         name="OpenRouter", kind="openrouter", base_url="http://x/api/v1", priority=20
     )
@@ -91,6 +98,10 @@ def test_it_moves_the_default_and_each_chats_model_to_canonical_ids_and_back(at_
 
 def test_a_default_the_environment_gives_anyway_stays_the_environments(at_0007):
     """The seed default (gpt-4o, from 0002) is not an admin's choice: CHAT_DEFAULT_MODEL keeps deciding."""
+    ids = seed(at_0007)
+    ChatModel = at_0007.get_model("conversations", "ChatModel")
+    ChatModel.objects.filter(pk=ids["mini"]).update(is_default=False)
+    ChatModel.objects.filter(provider__name="OpenAI", model_id="gpt-4o").update(is_default=True)
     apps = migrate(AFTER)
     SiteSettings = apps.get_model("conversations", "SiteSettings")
     assert not SiteSettings.objects.filter(pk=1).exclude(default_model="").exists()
