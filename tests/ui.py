@@ -42,11 +42,11 @@ def composer(page: Page):
     return page.get_by_role("textbox", name="Message")
 
 
-def model_option(page: Page, name: str, include_hidden: bool = False):
-    """The model menu's option for the model called `name`: its accessible name is the model's name, a comma,
-    then its description and badges ("GPT-4o, OpenAI's flagship… Vision 128k context …")."""
-    return page.get_by_role("listbox", name="Models", include_hidden=include_hidden).get_by_role(
-        "option", name=re.compile("^" + re.escape(name) + r" ?,"), include_hidden=include_hidden
+def model_option(page: Page, name: str):
+    """The open model menu's option for the model called `name`: its accessible name is the model's name, a
+    comma, then its description and badges ("GPT-4o, OpenAI's flagship… Vision 128k context …")."""
+    return page.get_by_role("listbox", name="Models").get_by_role(
+        "option", name=re.compile("^" + re.escape(name) + r" ?,")
     )
 
 
