@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image
@@ -210,7 +211,7 @@ async def test_imported_chatgpt_branches_can_be_switched_over_the_websocket(clie
     communicator = WebsocketCommunicator(
         application,
         "/ws/chat/",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={cookie}".encode())],
+        headers=[(b"origin", settings.CHAT_SITE_URL.encode()), (b"cookie", f"sessionid={cookie}".encode())],
     )
     connected, _ = await communicator.connect()
     assert connected
