@@ -85,6 +85,31 @@ def tree(conversation: Conversation) -> list[tuple]:
     return [head, leaf, *rows]
 
 
+def test_a_non_ascii_title_downloads_with_filename_star_and_an_ascii_fallback(client, alice):
+    # Issue 16, finding 8: RFC 6266 `filename*`, not an RFC 2047 encoded word browsers show as is.
+    conversation = Conversation.objects.create(owner=alice, title="Résumé 日本 trip")
+    client.force_login(alice)
+    response = client.get(f"/api/conversations/{conversation.public_id}/export", {"format": "md"})
+    assert response.status_code == 200
+    header = response["Content-Disposition"]
+    assert header == (
+        'attachment; filename="resume--trip.md"; '
+        "filename*=UTF-8''r%C3%A9sum%C3%A9-%E6%97%A5%E6%9C%AC-trip.md"
+    )
+    assert "=?utf-8?" not in header.lower()
+
+
+def test_the_ascii_fallback_is_never_empty_or_hidden():
+    from conversations.views.downloads import attachment
+
+    assert (
+        attachment("日本.md")
+        == "attachment; filename=\"download.md\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.md"
+    )
+    assert attachment('a"b;c.json').startswith('attachment; filename="a_b_c.json"; filename*=')
+    assert attachment("plain.zip") == 'attachment; filename="plain.zip"'
+
+
 def test_it_exports_one_conversation_as_json_with_every_branch(client, alice):
     conversation = branching_chat(alice)
     client.force_login(alice)

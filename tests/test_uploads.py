@@ -302,9 +302,7 @@ def test_staff_may_look_at_an_image(client, alice, admin_user, media):
 
 
 @pytest.mark.django_db
-def test_the_staff_flag_alone_does_not_open_other_peoples_images(
-    client, alice, django_user_model, media
-):
+def test_the_staff_flag_alone_does_not_open_other_peoples_images(client, alice, django_user_model, media):
     from django.contrib.auth.models import Permission
 
     client.force_login(alice)
