@@ -2,7 +2,8 @@
 and forwards the frames the channel layer brings, trimmed to what this client lacks.
 
 Every command re-checks the session (a user deactivated or logged out elsewhere is refused at once) and
-ownership (through the service layer). Errors become error frames; the socket stays usable.
+ownership (through the service layer); a socket whose user's access ends (deactivated, deleted, password
+changed, logged out) is closed with 4401 without waiting for a command (engine/revocation.py). Errors become error frames; the socket stays usable.
 """
 
 from __future__ import annotations
@@ -131,6 +132,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def user_revoked(self, event: dict) -> None:
+        """The user's access may have ended (engine/revocation.py): if this socket's session did, say so and
+        close with 4401 at once, not at the next command."""
+        try:
+            await commands.recheck_session(self)
+        except Unauthenticated as exc:
+            await self.reply(frames.error(exc.code, exc.message))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def chat_frame(self, event: dict) -> None:
         frame = event["frame"]
