@@ -262,6 +262,10 @@ CHAT_SWEEP_INTERVAL = env_float("CHAT_SWEEP_INTERVAL", 30.0, minimum=0.5)
 # On SIGTERM, running answers get this many seconds to finish before they are saved as interrupted.
 CHAT_SHUTDOWN_GRACE = env_float("CHAT_SHUTDOWN_GRACE", 10.0, minimum=0)
 CHAT_TURNS_PER_MINUTE = env_int("CHAT_TURNS_PER_MINUTE", 20, minimum=0)  # 0: no limit
+# Per user: open websockets in one process (more get `too_many_sockets` and close 4429), and answers being
+# written at once in any process (a turn past it gets `too_many_running`). 0: no limit.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=0)
+CHAT_MAX_RUNNING_PER_USER = env_int("CHAT_MAX_RUNNING_PER_USER", 3, minimum=0)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000, minimum=1)
 # Conversation history: deleted chats stay restorable this long (then `manage.py purge_deleted` removes them),
 # the newest messages a long conversation opens with, and the largest file an import accepts.

@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
 from conversations import metrics
-from conversations.engine import channel_groups, commands, frames, notify
+from conversations.engine import channel_groups, commands, frames, notify, registry
 from conversations.engine.protocol import ProtocolError, parse_frame
 from conversations.services.errors import ServiceError, Unauthenticated
 
@@ -27,6 +27,8 @@ ENCODE = DjangoJSONEncoder().encode
 
 # Application close codes (4000-4999 are ours): the browser can tell "log in again" from a network drop.
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_MANY = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER sockets open here: the browser retries later
+TOO_MANY_SOCKETS = "Too many chat tabs are open for your account. Close some; this one reconnects by itself."
 # Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
 SYNC_RETRY = 1.0
 
@@ -36,6 +38,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not registry.socket_opened(user.pk):  # CHAT_MAX_SOCKETS_PER_USER: say why, then close
+            await self.accept()
+            await self.reply(frames.error("too_many_sockets", TOO_MANY_SOCKETS))
+            await self.close(code=CLOSE_TOO_MANY)
             return
         self.user = user
         metrics.socket_opened()
@@ -52,6 +59,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return
+        registry.socket_closed(self.user.pk)
         metrics.socket_closed()
         await self.channel_layer.group_discard(channel_groups.user_group(self.user.pk), self.channel_name)
         await self._leave()

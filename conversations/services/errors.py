@@ -49,5 +49,11 @@ class RateLimited(ServiceError):
     code = "rate_limited"
 
 
+class TooManyRunning(RateLimited):
+    """The user already has CHAT_MAX_RUNNING_PER_USER answers being written."""
+
+    code = "too_many_running"
+
+
 class BudgetExceeded(ServiceError):
     code = "budget_exceeded"
