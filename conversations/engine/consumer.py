@@ -174,4 +174,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif kind == "end":
             self.known.pop(frame["message"]["id"], None)
             self.sync_asked.pop(frame["message"]["id"], None)
+            if "error_detail" in frame["message"] and not self.user.is_staff:  # technical detail: staff only
+                frame = {
+                    **frame,
+                    "message": {k: v for k, v in frame["message"].items() if k != "error_detail"},
+                }
         await self.reply(frame)

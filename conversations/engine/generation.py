@@ -343,7 +343,9 @@ class Generation:
         except llm_errors.LLMError as exc:
             logger.warning("generation %s failed: %s", self.message_pk, exc)
             reason = "truncated" if isinstance(exc, llm_errors.UpstreamTruncated) else ""
-            return Outcome(Message.Status.ERROR, finish_reason=reason, error=exc.user_message)
+            return Outcome(
+                Message.Status.ERROR, finish_reason=reason, error=exc.user_message, detail=str(exc)
+            )
         if result.truncated:
             return Outcome(
                 Message.Status.ERROR,
