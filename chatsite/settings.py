@@ -72,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # SQLite's "database is locked" from a view: 503 with Retry-After, never a 500 (services/db_busy.py)
+    "conversations.views.errors.DatabaseBusyMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into our 429 page
 ]
 

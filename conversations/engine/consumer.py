@@ -14,10 +14,12 @@ import time
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import OperationalError
 
 from conversations import metrics
 from conversations.engine import channel_groups, commands, frames, notify, registry
 from conversations.engine.protocol import ProtocolError, parse_frame
+from conversations.services import db_busy
 from conversations.services.errors import ServiceError, Unauthenticated
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ ENCODE = DjangoJSONEncoder().encode
 
 # Application close codes (4000-4999 are ours): the browser can tell "log in again" from a network drop.
 CLOSE_UNAUTHENTICATED = 4401
+SERVER_ERROR = "Something went wrong on the server. Try again."
 CLOSE_TOO_MANY = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER sockets open here: the browser retries later
 TOO_MANY_SOCKETS = "Too many chat tabs are open for your account. Close some; this one reconnects by itself."
 # Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
@@ -86,11 +89,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
         except ServiceError as exc:
             await self.reply(frames.error(exc.code, exc.message, command.ref))
+        except OperationalError as exc:
+            if not db_busy.is_database_locked(exc):
+                logger.exception("websocket command %s failed", command.type)
+                await self.reply(frames.error("server_error", SERVER_ERROR, command.ref))
+                return
+            logger.warning("websocket command %s: the database was locked", command.type)
+            await self.reply(frames.error(db_busy.DatabaseBusy.code, db_busy.BUSY_MESSAGE, command.ref))
         except Exception:
             logger.exception("websocket command %s failed", command.type)
-            await self.reply(
-                frames.error("server_error", "Something went wrong on the server. Try again.", command.ref)
-            )
+            await self.reply(frames.error("server_error", SERVER_ERROR, command.ref))
 
     # --- what commands do to this socket ----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from conversations.llm import errors as llm_errors
 from conversations.llm.events import StreamResult
 from conversations.llm.tokens import estimate_text_tokens
 from conversations.models import ChatModel, Message
+from conversations.services import db_busy
 from conversations.services.context import Prepared
 from conversations.services.serialize import message_dict
 
@@ -75,6 +76,7 @@ FINAL_FIELDS = (
 )  # fmt: skip
 
 
+@db_busy.retry_when_locked()  # one UPDATE, safe to repeat; nobody waits on it but the `end` frame
 def finish(
     text: str, outcome: Outcome, result: StreamResult | None, prepared: Prepared, duration: float
 ) -> dict:
