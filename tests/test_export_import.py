@@ -248,5 +248,7 @@ async def test_imported_chatgpt_branches_can_be_switched_over_the_websocket(clie
     assert len(frame["messages"][0]["siblings"]) == 2
     await communicator.disconnect()
     layer = get_channel_layer()
-    if hasattr(layer, "groups"):  # the in-memory layer: every group left again
-        assert not any(layer.groups.values())
+    if hasattr(layer, "groups"):  # the in-memory layer: every group left again (but the process's own)
+        from conversations.engine.channel_groups import revocations_group
+
+        assert not any(members for name, members in layer.groups.items() if name != revocations_group())

@@ -17,7 +17,7 @@ import time
 
 from django.db import OperationalError, connection
 
-from conversations.services.errors import ServiceError
+from conversations.services.errors import DatabaseBusy
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,7 @@ BUSY_MESSAGE = "The server is busy saving other work. Nothing was changed; try a
 RETRY_AFTER_SECONDS = 2
 
 
-class DatabaseBusy(ServiceError):
-    code = "database_busy"
+__all__ = ["BUSY_MESSAGE", "RETRY_AFTER_SECONDS", "DatabaseBusy", "is_database_locked", "retry_when_locked"]
 
 
 def is_database_locked(exc: BaseException) -> bool:

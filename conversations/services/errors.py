@@ -55,5 +55,12 @@ class TooManyRunning(RateLimited):
     code = "too_many_running"
 
 
+class DatabaseBusy(ServiceError):
+    """SQLite's write lock was held longer than SQLITE_BUSY_TIMEOUT: nothing was saved, try again
+    (services/db_busy.py)."""
+
+    code = "database_busy"
+
+
 class BudgetExceeded(ServiceError):
     code = "budget_exceeded"
