@@ -68,7 +68,10 @@ def test_a_deactivated_user_is_refused_on_an_open_socket(live_server_daphne, cli
         alice.save()
         sock.send(type="send", text="am I still here?", ref="late")
         frame = sock.recv()
-        assert (frame["type"], frame["code"], frame["ref"]) == ("error", "unauthenticated", "late")
+        # The command's refusal, or (when this test process shares the server's channel layer, with Redis)
+        # the push that closes the socket as soon as the deactivation commits (engine/revocation.py).
+        assert (frame["type"], frame["code"]) == ("error", "unauthenticated")
+        assert frame["ref"] in ("late", None)
         assert sock.wait_closed() == 4401
     assert not Message.objects.exists()
 

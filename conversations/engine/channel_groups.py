@@ -24,5 +24,9 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+# The one channel per process that listens to `revocations`.
+REVOCATIONS_CHANNEL_PREFIX = "revocations."
+
+
 def revocations_group() -> str:
     return "revocations"

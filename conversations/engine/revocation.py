@@ -65,7 +65,9 @@ RESUBSCRIBE_INTERVAL = 3600.0
 
 async def listen_forever() -> None:
     layer = get_channel_layer()
-    channel = await layer.new_channel()
+    # Named for what it is, so it is recognisable among a process's subscriptions (it lives as long as the
+    # process; every other channel goes with its socket or answer).
+    channel = await layer.new_channel(prefix=channel_groups.REVOCATIONS_CHANNEL_PREFIX)
     await layer.group_add(channel_groups.revocations_group(), channel)
     renew = asyncio.get_running_loop().create_task(_stay_subscribed(layer, channel))
     try:
