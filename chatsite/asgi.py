@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP goes to Django (WhiteNoise serves static files), websockets to Channels.
 
-Websockets pass the origin check (ALLOWED_HOSTS) and the session-based authentication before routing.
+Websockets pass the origin check (scheme, host and port: chatsite/ws_origin.py) and the session-based authentication before routing.
 """
 
 import os
@@ -13,8 +13,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatsite.ws_origin import SiteOriginValidator  # noqa: E402
 from conversations.engine import StartEngine  # noqa: E402
 from conversations.engine.routing import websocket_urlpatterns  # noqa: E402
 
@@ -23,7 +23,7 @@ application = StartEngine(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # login throttling: see the Auth section
     "conversations",
 ]
 
@@ -71,6 +72,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # SQLite's "database is locked" from a view: 503 with Retry-After, never a 500 (services/db_busy.py)
+    "conversations.views.errors.DatabaseBusyMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into our 429 page
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -145,6 +149,29 @@ if env_bool("CHAT_INSECURE_FAST_PASSWORD_HASHER", False):
             "CHAT_INSECURE_FAST_PASSWORD_HASHER is for tests; it cannot run in production."
         )
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Login throttling (django-axes) on the site's login form and the admin's: failed logins are counted per
+# username and, separately, per client address; either reaching CHAT_LOGIN_FAILURE_LIMIT locks it out for
+# CHAT_LOGIN_COOLOFF_MINUTES (counted from the last failure). A locked-out attempt gets 429 and "Too many
+# attempts, try again in N minutes", even with the right password. Admins unlock a user on the user's page.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username or address
+    "django.contrib.auth.backends.ModelBackend",
+]
+CHAT_LOGIN_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+CHAT_LOGIN_COOLOFF_MINUTES = env_int("CHAT_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+# The client address: REMOTE_ADDR, unless the site runs behind a TLS proxy (SECURE_PROXY_SSL_HEADER) and
+# CHAT_CLIENT_IP_HEADER names the header that proxy sets (X-Real-IP, or X-Forwarded-For: its last address,
+# the one the proxy itself added). Any other header a client sends is ignored (chatsite/client_ip.py).
+CHAT_CLIENT_IP_HEADER = env_str("CHAT_CLIENT_IP_HEADER", "")
+AXES_ENABLED = env_bool("CHAT_LOGIN_THROTTLING", True)
+AXES_FAILURE_LIMIT = CHAT_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = CHAT_LOGIN_COOLOFF_MINUTES / 60  # hours, as a float: axes reads it as minutes * 60
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
+AXES_RESET_ON_SUCCESS = True  # a successful login forgets that username's earlier failures
+AXES_CLIENT_IP_CALLABLE = "chatsite.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "conversations.views.login_lockout.locked_out"
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_VERBOSE = False  # its start-up banner and per-attempt lines; our own log says what matters
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -237,6 +264,10 @@ CHAT_SWEEP_INTERVAL = env_float("CHAT_SWEEP_INTERVAL", 30.0, minimum=0.5)
 # On SIGTERM, running answers get this many seconds to finish before they are saved as interrupted.
 CHAT_SHUTDOWN_GRACE = env_float("CHAT_SHUTDOWN_GRACE", 10.0, minimum=0)
 CHAT_TURNS_PER_MINUTE = env_int("CHAT_TURNS_PER_MINUTE", 20, minimum=0)  # 0: no limit
+# Per user: open websockets in one process (more get `too_many_sockets` and close 4429), and answers being
+# written at once in any process (a turn past it gets `too_many_running`). 0: no limit.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=0)
+CHAT_MAX_RUNNING_PER_USER = env_int("CHAT_MAX_RUNNING_PER_USER", 3, minimum=0)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000, minimum=1)
 # Conversation history: deleted chats stay restorable this long (then `manage.py purge_deleted` removes them),
 # the newest messages a long conversation opens with, and the largest file an import accepts.
@@ -304,5 +335,7 @@ LOGGING = {
         # httpx logs every request URL at INFO; keep it quiet so nothing sensitive lands in logs by accident.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # django-axes: failures and lock-outs are warnings (kept); its per-attempt housekeeping is info.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -248,6 +248,10 @@ class Message(models.Model):
     content = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True)
+    # The technical side of `error` (exception class, status, upstream detail): for staff and the log, never
+    # shown to an ordinary user. Nullable so SQLite adds the column in place (no table rebuild under the
+    # search triggers of migration 0005).
+    error_detail = models.TextField(null=True, blank=True)  # noqa: DJ001 - see above
     finish_reason = models.CharField(max_length=32, blank=True)
     # What served the answer. Names are kept as text too, so history survives a deleted provider or model.
     model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

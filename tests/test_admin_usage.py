@@ -170,6 +170,16 @@ def test_the_csv_defuses_spreadsheet_formulas_in_usernames(admin_client, django_
     assert ",'+cmd," in body
 
 
+def test_the_csv_defuses_formulas_behind_a_tab_or_carriage_return(admin_client, alice):
+    # Model and provider names are copied onto answers from what an admin typed (issue 16, finding 7).
+    answer(alice, cost="0.01", model="\t=HYPERLINK(1)", provider="\r=cmd|' /C calc'!A0")
+    rows = list(csv.reader(io.StringIO(admin_client.get("/admin/usage.csv").content.decode())))
+    [row] = rows[1:]
+    assert row[2] == "'\t=HYPERLINK(1)"
+    assert row[3] == "'\r=cmd|' /C calc'!A0"
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+
+
 def test_the_admin_index_links_to_the_dashboard(admin_client):
     assert 'href="/admin/usage/"' in admin_client.get("/admin/").content.decode()
 

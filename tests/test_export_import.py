@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image
@@ -82,6 +83,31 @@ def tree(conversation: Conversation) -> list[tuple]:
         conversation.created_at.isoformat(timespec="seconds"),
     )
     return [head, leaf, *rows]
+
+
+def test_a_non_ascii_title_downloads_with_filename_star_and_an_ascii_fallback(client, alice):
+    # Issue 16, finding 8: RFC 6266 `filename*`, not an RFC 2047 encoded word browsers show as is.
+    conversation = Conversation.objects.create(owner=alice, title="Résumé 日本 trip")
+    client.force_login(alice)
+    response = client.get(f"/api/conversations/{conversation.public_id}/export", {"format": "md"})
+    assert response.status_code == 200
+    header = response["Content-Disposition"]
+    assert header == (
+        'attachment; filename="resume--trip.md"; '
+        "filename*=UTF-8''r%C3%A9sum%C3%A9-%E6%97%A5%E6%9C%AC-trip.md"
+    )
+    assert "=?utf-8?" not in header.lower()
+
+
+def test_the_ascii_fallback_is_never_empty_or_hidden():
+    from conversations.views.downloads import attachment
+
+    assert (
+        attachment("日本.md")
+        == "attachment; filename=\"download.md\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.md"
+    )
+    assert attachment('a"b;c.json').startswith('attachment; filename="a_b_c.json"; filename*=')
+    assert attachment("plain.zip") == 'attachment; filename="plain.zip"'
 
 
 def test_it_exports_one_conversation_as_json_with_every_branch(client, alice):
@@ -210,7 +236,7 @@ async def test_imported_chatgpt_branches_can_be_switched_over_the_websocket(clie
     communicator = WebsocketCommunicator(
         application,
         "/ws/chat/",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={cookie}".encode())],
+        headers=[(b"origin", settings.CHAT_SITE_URL.encode()), (b"cookie", f"sessionid={cookie}".encode())],
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -222,5 +248,12 @@ async def test_imported_chatgpt_branches_can_be_switched_over_the_websocket(clie
     assert len(frame["messages"][0]["siblings"]) == 2
     await communicator.disconnect()
     layer = get_channel_layer()
-    if hasattr(layer, "groups"):  # the in-memory layer: every group left again
-        assert not any(layer.groups.values())
+    if hasattr(layer, "groups"):  # the in-memory layer: every group left again (but the process's own)
+        from conversations.engine.channel_groups import revocations_group
+
+        listener = revocations_group()  # the process's revocation listener stays (engine/revocation.py)
+        assert not any(
+            members
+            for name, members in layer.groups.items()
+            if name != listener and not name.endswith(f"__group__{listener}")
+        )

@@ -75,10 +75,12 @@ def test_every_kind_of_service_error_has_its_status():
         errors.Busy: 409,
         errors.RateLimited: 429,
         errors.BudgetExceeded: 429,
+        errors.DatabaseBusy: 503,
     }
     kinds = {errors.ServiceError, *errors.ServiceError.__subclasses__(), errors.TooLarge}
     assert kinds == set(expected), "a new kind of service error needs its status in views/errors.py"
     assert {cls: status_for(cls("Some message.")) for cls in kinds} == expected
+    assert status_for(errors.TooManyRunning("Wait.")) == 429  # a kind of RateLimited
 
 
 @pytest.mark.parametrize(("method", "url"), ENDPOINTS)

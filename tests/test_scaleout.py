@@ -10,6 +10,7 @@ import time
 import pytest
 from django.conf import settings
 
+from conversations.engine import channel_groups
 from conversations.models import Conversation, Message
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
@@ -107,9 +108,16 @@ def test_an_answer_running_on_one_worker_streams_to_a_socket_on_another(
     assert Message.objects.get(public_id=answer_id).content == ANSWER
 
     # Closed sockets and finished answers leave no subscription behind in Redis: not the groups, not the
-    # sockets' channels, not the generation's control channel.
+    # sockets' channels, not the generation's control channel. (Each process's revocation listener stays
+    # subscribed while the process lives: engine/revocation.py.)
     prefix = layer_prefix()
-    wait_until(lambda: subscriptions(redis_client, prefix) == [], 5)
+    listener = (  # each process's revocation listener: its group and its channel
+        f"__group__{channel_groups.revocations_group()}".encode(),
+        f".{channel_groups.REVOCATIONS_CHANNEL_PREFIX}".encode(),
+    )
+    wait_until(
+        lambda: [c for c in subscriptions(redis_client, prefix) if not any(m in c for m in listener)] == [], 5
+    )
 
 
 @needs_redis

@@ -302,6 +302,20 @@ def test_staff_may_look_at_an_image(client, alice, admin_user, media):
 
 
 @pytest.mark.django_db
+def test_the_staff_flag_alone_does_not_open_other_peoples_images(client, alice, django_user_model, media):
+    from django.contrib.auth.models import Permission
+
+    client.force_login(alice)
+    body = upload(client, photo((300, 200))).json()
+    staff = django_user_model.objects.create_user("steve", "steve@example.com", "pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(body["url"]).status_code == 404
+    staff.user_permissions.add(Permission.objects.get(codename="view_attachment"))
+    client.force_login(django_user_model.objects.get(pk=staff.pk))  # permissions are cached per instance
+    assert client.get(body["url"]).status_code == 200
+
+
+@pytest.mark.django_db
 def test_an_image_of_a_sent_message_cannot_be_removed_on_its_own(client, alice, sim_model, media):
     client.force_login(alice)
     body = upload(client, photo((300, 200))).json()

@@ -18,11 +18,13 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from conversations.admin.audit import AuditedAdmin, changed_fields
 from conversations.admin.display import clipped, compact_count, when, with_note
 from conversations.models import UserQuota
-from conversations.services import audit, quotas, usage
+from conversations.services import audit, login_limits, quotas, usage
 
 User = get_user_model()
 
@@ -78,6 +80,14 @@ class UserQuotaInline(admin.StackedInline):
     verbose_name_plural = "quota (overrides the site defaults)"
 
 
+class UserChangeForm(DjangoUserAdmin.form):
+    unlock_login = forms.BooleanField(
+        required=False,
+        label="Unlock login",
+        help_text="Forget this user's failed logins, so a locked-out user can log in again now.",
+    )
+
+
 admin.site.unregister(User)
 
 
@@ -88,8 +98,13 @@ class UserAdmin(AuditedAdmin, DjangoUserAdmin):
     list_display = ["user", "status", "is_staff", "month_cost", "month_tokens_short", "last_seen"]
     list_display_links = ["user"]
     list_filter = [StatusFilter, "is_staff", "is_superuser", "groups"]
-    fieldsets = [*DjangoUserAdmin.fieldsets, ("Usage this month", {"fields": ["month_cost", "month_tokens"]})]
-    readonly_fields = ["month_cost", "month_tokens"]
+    form = UserChangeForm
+    fieldsets = [
+        *DjangoUserAdmin.fieldsets,
+        ("Login attempts", {"fields": ["login_lock", "unlock_login"]}),
+        ("Usage this month", {"fields": ["month_cost", "month_tokens"]}),
+    ]
+    readonly_fields = ["month_cost", "month_tokens", "login_lock"]
     actions = ["approve", "deactivate"]
     ordering = ["-date_joined"]
 
@@ -116,6 +131,24 @@ class UserAdmin(AuditedAdmin, DjangoUserAdmin):
         if obj.is_active:
             return "active"
         return "awaiting approval" if obj.last_login is None else "deactivated"
+
+    @admin.display(description="Login")
+    def login_lock(self, obj) -> str | SafeString:
+        status = login_limits.status_for_username(obj.get_username())
+        if status.locked:
+            return format_html(
+                "Locked out until {} ({} failed attempts).", when(status.locked_until), status.failures
+            )
+        if status.failures:
+            return f"Not locked ({status.failures} recent failed attempts)."
+        return "Not locked."
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if change and form.cleaned_data.get("unlock_login"):
+            removed = login_limits.unlock(obj)
+            audit.record(request.user, "user.unlocked", obj, failed_logins_forgotten=removed)
+            self.message_user(request, f"{obj.get_username()} can log in again.", messages.SUCCESS)
 
     @admin.display(description="Cost this month", ordering="month_cost")
     def month_cost(self, obj) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from conversations.engine import checkpoints, shutdown, sweeper
+from conversations.engine import checkpoints, revocation, shutdown, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ _started: set[asyncio.AbstractEventLoop] = set()
 
 def start() -> bool:
     """Process start-up, once per event loop (one in production; tests run many): the graceful SIGTERM handler
-    (in a running daphne), the periodic sweep and the checkpoints of running answers. The ASGI application calls it on its first connection
+    (in a running daphne), the periodic sweep, the checkpoints of running answers and the listener that stops
+    the answers of a user whose access ended. The ASGI application calls it on its first connection
     (chatsite/asgi.py), when the loop is running. Returns whether it ran now."""
     loop = asyncio.get_running_loop()
     if loop in _started:
@@ -29,6 +30,7 @@ def start() -> bool:
     sigterm = shutdown.install()
     sweeper.start()
     checkpoints.start()
+    revocation.start()
     logger.info("engine started (graceful SIGTERM: %s)", "yes" if sigterm else "no, not a daphne process")
     return True
 

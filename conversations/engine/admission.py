@@ -95,7 +95,9 @@ def _start_batch(batch: list[_Waiting], loop: asyncio.AbstractEventLoop) -> None
 
 
 def _start_early(waiting: _Waiting, started: StartedTurn) -> None:
-    waiting.generation = generation.start_held(started.prepared, waiting.received_at)
+    waiting.generation = generation.start_held(
+        started.prepared, waiting.received_at, session_key=waiting.request.session_key
+    )
 
 
 def _settle(waiting: _Waiting, outcome: StartedTurn | Exception) -> None:

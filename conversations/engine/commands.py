@@ -28,7 +28,7 @@ async def run(socket: ChatConsumer, command: Command) -> None:
     if command.type in TURNS:
         await start_turn(socket, command)
         return
-    socket.user = await database_sync_to_async(access.user_from_session)(socket.session_key)
+    await recheck_session(socket)
     await COMMANDS[command.type](socket, command)
 
 
@@ -57,6 +57,11 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
     finally:
         if answer is not None:  # its request left during the batch; its frames go after the acknowledgement
             answer.release()
+
+
+async def recheck_session(socket: ChatConsumer) -> None:
+    """The socket's session still authenticates an active user, or Unauthenticated (engine/revocation.py)."""
+    socket.user = await database_sync_to_async(access.user_from_session)(socket.session_key)
 
 
 async def open_conversation(socket: ChatConsumer, command: Command) -> None:

@@ -2,7 +2,8 @@
 and forwards the frames the channel layer brings, trimmed to what this client lacks.
 
 Every command re-checks the session (a user deactivated or logged out elsewhere is refused at once) and
-ownership (through the service layer). Errors become error frames; the socket stays usable.
+ownership (through the service layer); a socket whose user's access ends (deactivated, deleted, password
+changed, logged out) is closed with 4401 without waiting for a command (engine/revocation.py). Errors become error frames; the socket stays usable.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import time
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import OperationalError
 
 from conversations import metrics
-from conversations.engine import channel_groups, commands, frames, notify
+from conversations.engine import channel_groups, commands, frames, notify, registry
 from conversations.engine.protocol import ProtocolError, parse_frame
+from conversations.services import db_busy
 from conversations.services.errors import ServiceError, Unauthenticated
 
 logger = logging.getLogger(__name__)
@@ -26,6 +29,9 @@ ENCODE = DjangoJSONEncoder().encode
 
 # Application close codes (4000-4999 are ours): the browser can tell "log in again" from a network drop.
 CLOSE_UNAUTHENTICATED = 4401
+SERVER_ERROR = "Something went wrong on the server. Try again."
+CLOSE_TOO_MANY = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER sockets open here: the browser retries later
+TOO_MANY_SOCKETS = "Too many chat tabs are open for your account. Close some; this one reconnects by itself."
 # Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
 SYNC_RETRY = 1.0
 
@@ -35,6 +41,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not registry.socket_opened(user.pk):  # CHAT_MAX_SOCKETS_PER_USER: say why, then close
+            await self.accept()
+            await self.reply(frames.error("too_many_sockets", TOO_MANY_SOCKETS))
+            await self.close(code=CLOSE_TOO_MANY)
             return
         self.user = user
         metrics.socket_opened()
@@ -51,6 +62,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return
+        registry.socket_closed(self.user.pk)
         metrics.socket_closed()
         await self.channel_layer.group_discard(channel_groups.user_group(self.user.pk), self.channel_name)
         await self._leave()
@@ -77,11 +89,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
         except ServiceError as exc:
             await self.reply(frames.error(exc.code, exc.message, command.ref))
+        except OperationalError as exc:
+            if not db_busy.is_database_locked(exc):
+                logger.exception("websocket command %s failed", command.type)
+                await self.reply(frames.error("server_error", SERVER_ERROR, command.ref))
+                return
+            logger.warning("websocket command %s: the database was locked", command.type)
+            await self.reply(frames.error(db_busy.DatabaseBusy.code, db_busy.BUSY_MESSAGE, command.ref))
         except Exception:
             logger.exception("websocket command %s failed", command.type)
-            await self.reply(
-                frames.error("server_error", "Something went wrong on the server. Try again.", command.ref)
-            )
+            await self.reply(frames.error("server_error", SERVER_ERROR, command.ref))
 
     # --- what commands do to this socket ----------------------------------------------------------------
 
@@ -132,6 +149,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def user_revoked(self, event: dict) -> None:
+        """The user's access may have ended (engine/revocation.py): if this socket's session did, say so and
+        close with 4401 at once, not at the next command."""
+        try:
+            await commands.recheck_session(self)
+        except Unauthenticated as exc:
+            await self.reply(frames.error(exc.code, exc.message))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
     async def chat_frame(self, event: dict) -> None:
         frame = event["frame"]
         kind = frame.get("type")
@@ -156,4 +182,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif kind == "end":
             self.known.pop(frame["message"]["id"], None)
             self.sync_asked.pop(frame["message"]["id"], None)
+            if "error_detail" in frame["message"] and not self.user.is_staff:  # technical detail: staff only
+                frame = {
+                    **frame,
+                    "message": {k: v for k, v in frame["message"].items() if k != "error_detail"},
+                }
         await self.reply(frame)

@@ -62,18 +62,28 @@ def frame_interval(layer) -> float:
     return max(settings.CHAT_FRAME_INTERVAL, len(registry.RUNNING) / budget)
 
 
-def start(prepared: Prepared, received_at: float | None = None) -> asyncio.Task:
+def start(
+    prepared: Prepared, received_at: float | None = None, session_key: str | None = None
+) -> asyncio.Task:
     """Start answering the placeholder `prepared.message` in the background. Call from the event loop.
-    `received_at`: when the turn's frame arrived (time.monotonic()), for the added-TTFT metric."""
-    return start_held(prepared, received_at, held=False).task
+    `received_at`: when the turn's frame arrived (time.monotonic()), for the added-TTFT metric.
+    `session_key`: the session that asked, so the answer stops when that session ends (engine/revocation.py)."""
+    return start_held(prepared, received_at, held=False, session_key=session_key).task
 
 
-def start_held(prepared: Prepared, received_at: float | None = None, *, held: bool = True) -> Generation:
+def start_held(
+    prepared: Prepared,
+    received_at: float | None = None,
+    *,
+    held: bool = True,
+    session_key: str | None = None,
+) -> Generation:
     """Like `start`, for a turn whose transaction has not committed yet (engine/admission.py): the request
     leaves now, while frames and saves wait for `release()` (the turn committed and acknowledged); `abandon()`
     if it never commits. The provider thinks for 200 ms or more, which hides the wait."""
     generation = Generation(prepared)
     generation.received_at = received_at or time.monotonic()
+    generation.session_key = session_key
     if held:
         generation.gate = generation.loop.create_future()
     task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_pk}")
@@ -104,6 +114,7 @@ class Generation:
         self.flush_tasks: set[asyncio.Task] = set()
         self.paced = False  # the client calls `idle` between reads: frames are cut there, not by timers
         self.reader: asyncio.Task | None = None
+        self.session_key: str | None = None  # the session that asked (engine/revocation.py)
         self.received_at = 0.0  # when the turn's frame arrived; requested_at: when its request started
         self.requested_at = 0.0
         self.result: StreamResult | None = None  # the provider's side of the answer, once a stream opened
@@ -332,7 +343,9 @@ class Generation:
         except llm_errors.LLMError as exc:
             logger.warning("generation %s failed: %s", self.message_pk, exc)
             reason = "truncated" if isinstance(exc, llm_errors.UpstreamTruncated) else ""
-            return Outcome(Message.Status.ERROR, finish_reason=reason, error=exc.user_message)
+            return Outcome(
+                Message.Status.ERROR, finish_reason=reason, error=exc.user_message, detail=str(exc)
+            )
         if result.truncated:
             return Outcome(
                 Message.Status.ERROR,

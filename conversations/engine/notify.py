@@ -54,3 +54,12 @@ async def ask_for_rest(message_id: str, reply_to: str, offset: int) -> None:
 async def end_listener(control_channel: str) -> None:
     """Tell a generation's own listener to return (rather than cancelling its receive: see generation.py)."""
     await get_channel_layer().send(control_channel, {"type": "gen.done"})
+
+
+async def access_revoked(user_id) -> None:
+    """A user's access may have ended (services/revocation.py): their sockets, in every process, re-check
+    their sessions and close with 4401 if ended; every process's revocation listener cancels that user's
+    answers whose session ended (engine/revocation.py)."""
+    layer = get_channel_layer()
+    await layer.group_send(channel_groups.user_group(user_id), {"type": "user.revoked"})
+    await layer.group_send(channel_groups.revocations_group(), {"type": "user.revoked", "user": user_id})

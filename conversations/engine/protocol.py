@@ -181,6 +181,8 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> Command:
         payload = json.loads(text_data)
     except ValueError:
         raise ProtocolError("bad_json", "That frame is not valid JSON.") from None
+    except RecursionError:  # e.g. 100 KB of "[": the decoder recurses once per level
+        raise ProtocolError("bad_json", "That frame is nested too deeply.") from None
     if not isinstance(payload, dict):
         raise ProtocolError("bad_frame", "A frame must be a JSON object with a type.")
     ref = payload.get("ref")

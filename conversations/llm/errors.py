@@ -61,7 +61,7 @@ class LLMError(Exception):
 
     @property
     def user_message(self) -> str:
-        return self._describe()
+        return _public(self._describe())
 
     def _describe(self) -> str:
         return f"{self._who()} returned an error: {_bare(self.detail) or 'no detail given'}."
@@ -247,9 +247,11 @@ class NetworkError(LLMError):
     kind = "network_error"
 
     def _describe(self) -> str:
+        # No detail here: it is the socket error ("[Errno 111] Connect call failed ('10.0.0.5', 9599)"), which
+        # tells a user nothing they can act on and shows our network. It stays in str(error), for the log.
         return (
-            f"Couldn't reach {self._who(start=False)}: {_bare(self.detail) or 'connection failed'}. "
-            "The provider may be down, or this server can't reach its address."
+            f"Couldn't reach {self._who(start=False)}. It may be down, or this server can't reach it. "
+            "Try again in a few minutes; if it keeps happening, tell an administrator."
         )
 
 
@@ -350,6 +352,20 @@ _QUOTA_PATTERN = re.compile(
     r"insufficient_quota|exceeded your current quota|insufficient credits", re.IGNORECASE
 )
 _HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+# What a socket or OS error adds to a message: "[Errno 111] ", "('127.0.0.1', 9599)", "127.0.0.1:9599".
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+_ADDRESS_TUPLE = re.compile(r"\(\s*'[^']*'\s*,\s*\d+(?:\s*,\s*\d+)*\s*\)")
+_IP_ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?")
+
+
+def _public(text: str) -> str:
+    """A user-facing message without error numbers or network addresses, whatever a provider or the OS put in
+    the detail (the full text stays in str(error), which goes to the log and to staff)."""
+    text = _ADDRESS_TUPLE.sub("", _ERRNO.sub("", text))
+    text = _IP_ADDRESS.sub("(address hidden)", text)
+    return re.sub(r"\s+([.,:;])", r"\1", text).strip()
 
 
 def _bare(text: str) -> str:

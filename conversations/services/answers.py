@@ -19,6 +19,7 @@ from conversations.llm import errors as llm_errors
 from conversations.llm.events import StreamResult
 from conversations.llm.tokens import estimate_text_tokens
 from conversations.models import ChatModel, Message
+from conversations.services import db_busy
 from conversations.services.context import Prepared
 from conversations.services.serialize import message_dict
 
@@ -35,7 +36,8 @@ NOT_STARTED_ERROR = "The answer could not be started."
 class Outcome:
     status: str
     finish_reason: str = ""
-    error: str = ""
+    error: str = ""  # for the person: what happened and what to do
+    detail: str = ""  # for staff and the log: the technical detail (Message.error_detail)
 
 
 def start_error(exc: Exception) -> str:
@@ -68,12 +70,13 @@ def save_checkpoints(texts: dict[int, str]) -> None:
 
 
 FINAL_FIELDS = (
-    "content", "status", "finish_reason", "error", "duration_ms", "heartbeat_at", "reserved_cost", "provider",
+    "content", "status", "finish_reason", "error", "error_detail", "duration_ms", "heartbeat_at", "reserved_cost", "provider",
     "provider_name", "own_key", "ttft_ms", "prompt_tokens", "completion_tokens", "cached_tokens",
     "model_name", "cost", "updated_at",
 )  # fmt: skip
 
 
+@db_busy.retry_when_locked()  # one UPDATE, safe to repeat; nobody waits on it but the `end` frame
 def finish(
     text: str, outcome: Outcome, result: StreamResult | None, prepared: Prepared, duration: float
 ) -> dict:
@@ -83,6 +86,7 @@ def finish(
     message.status = outcome.status
     message.finish_reason = outcome.finish_reason
     message.error = outcome.error
+    message.error_detail = outcome.detail or None
     message.duration_ms = round(duration * 1000)
     message.heartbeat_at = None
     message.reserved_cost = None
@@ -115,7 +119,9 @@ def finish(
     # Only what an answer's end changes (fewer columns to compile and write); a deleted conversation fails
     # loudly here instead of re-creating the row.
     message.save(force_update=True, update_fields=FINAL_FIELDS)
-    return message_dict(message)
+    # With the technical detail: the `end` frame goes to the owner's sockets only, and the consumer drops it
+    # for anyone but staff (ChatConsumer.chat_frame).
+    return message_dict(message, with_detail=True)
 
 
 def sweep_stale(

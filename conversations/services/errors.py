@@ -49,5 +49,18 @@ class RateLimited(ServiceError):
     code = "rate_limited"
 
 
+class TooManyRunning(RateLimited):
+    """The user already has CHAT_MAX_RUNNING_PER_USER answers being written."""
+
+    code = "too_many_running"
+
+
+class DatabaseBusy(ServiceError):
+    """SQLite's write lock was held longer than SQLITE_BUSY_TIMEOUT: nothing was saved, try again
+    (services/db_busy.py)."""
+
+    code = "database_busy"
+
+
 class BudgetExceeded(ServiceError):
     code = "budget_exceeded"

@@ -1,4 +1,4 @@
-"""Per-user limits: turns per minute, and money and token quotas per day and per month that running answers
+"""Per-user limits: turns per minute, answers running at once, and money and token quotas per day and per month that running answers
 reserve against. The limits themselves and usage sums live in quotas.py.
 
 A turn reserves the most its answer could cost and use (prompt estimate plus the full output allowance) before
@@ -12,13 +12,15 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
 from conversations.models import ChatModel, Message
 from conversations.services import quotas
-from conversations.services.errors import BudgetExceeded, RateLimited
+from conversations.services.errors import BudgetExceeded, RateLimited, TooManyRunning
 
 # Prompt tokens assumed when reserving, before the prompt is built (the real count settles it).
 RESERVE_PROMPT_TOKENS = 4_000
@@ -111,3 +113,27 @@ def _refusal(period: str, limit, used, held, need, fmt, when: quotas.Periods) ->
         f"{fmt(limit)} for {which}. Pick a cheaper model or a lower maximum answer length, or wait until it "
         f"resets {resets}."
     )
+
+
+# --- Answers running at once ------------------------------------------------------------------------------
+
+
+def running_answers(user_ids) -> dict:
+    """How many answers each user has being written now (pending or streaming), in any process. One query."""
+    rows = (
+        Message.objects.filter(conversation__owner_id__in=list(user_ids), status__in=Message.ACTIVE_STATUSES)
+        .values_list("conversation__owner_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+def check_running(user, running: int) -> None:
+    """Refuse a new answer when `running` of the user's are already being written (CHAT_MAX_RUNNING_PER_USER)."""
+    cap = settings.CHAT_MAX_RUNNING_PER_USER
+    if cap and running >= cap:
+        raise TooManyRunning(
+            f"You already have {running} answers being written. Wait for one to finish, or stop one, "
+            "before asking for another."
+        )

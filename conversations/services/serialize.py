@@ -58,10 +58,12 @@ def message_dict(
     public_ids: dict[int, str] | None = None,
     siblings: list[str] | None = None,
     attachments: Iterable[Attachment] | None = None,
+    with_detail: bool = False,
 ) -> dict:
     """`public_ids` maps pks to public ids for the parent (pass it when serialising a whole tree).
     `attachments`: the message's images when the caller has them; else prefetch_related("attachments"), or
-    it costs one query per user message."""
+    it costs one query per user message. `with_detail`: add `error_detail`, the technical side of a failed
+    answer, for staff only (ordinary users read `error`, which names no addresses or error numbers)."""
     if message.parent_id is None:
         parent = None
     elif public_ids is not None and message.parent_id in public_ids:
@@ -75,7 +77,7 @@ def message_dict(
             "completion_tokens": message.completion_tokens,
             "cached_tokens": message.cached_tokens,
         }
-    return {
+    data = {
         "id": str(message.public_id),
         "parent": parent,
         "role": message.role,
@@ -98,13 +100,19 @@ def message_dict(
             attachment_dict(a) for a in (_attachments_of(message) if attachments is None else attachments)
         ],
     }
+    if with_detail and message.error_detail:
+        data["error_detail"] = message.error_detail
+    return data
 
 
-def tree_dicts(path: Iterable[Message], all_messages: Iterable[Message]) -> list[dict]:
-    """The messages on the active path, each with the ids of its siblings (itself included) in order."""
+def tree_dicts(
+    path: Iterable[Message], all_messages: Iterable[Message], with_detail: bool = False
+) -> list[dict]:
+    """The messages on the active path, each with the ids of its siblings (itself included) in order.
+    `with_detail`: as message_dict (staff)."""
     all_messages = list(all_messages)
     public_ids = {m.pk: str(m.public_id) for m in all_messages}
     children: dict[int | None, list[str]] = {}
     for m in all_messages:  # already ordered by creation
         children.setdefault(m.parent_id, []).append(public_ids[m.pk])
-    return [message_dict(m, public_ids, children.get(m.parent_id)) for m in path]
+    return [message_dict(m, public_ids, children.get(m.parent_id), with_detail=with_detail) for m in path]

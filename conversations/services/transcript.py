@@ -22,7 +22,7 @@ def snapshot(user, conversation_id: str) -> dict:
     prefetch_related_objects(path, "attachments")  # every image on the branch in one query
     return {
         "conversation": conversation_dict(conversation),
-        "messages": tree_dicts(path, messages),
+        "messages": tree_dicts(path, messages, with_detail=user.is_staff),
         "has_more": has_more,
     }
 
@@ -39,4 +39,4 @@ def older_messages(user, conversation_id: str, before: str, limit: int) -> dict:
         raise NotFound("That message is not on this conversation's current branch.")
     page = path[max(0, index - limit) : index]
     prefetch_related_objects(page, "attachments")
-    return {"messages": tree_dicts(page, messages), "has_more": index - limit > 0}
+    return {"messages": tree_dicts(page, messages, with_detail=user.is_staff), "has_more": index - limit > 0}

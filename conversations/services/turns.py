@@ -493,6 +493,8 @@ class TurnBatch:
         self.choices = ModelChoices()
         self.histories = tree.histories([c.pk for c in self.conversations.values()])
         self._claimed: set[int] = set()  # conversations that got an answer in this batch: busy now
+        # Answers each user has running (any process), counted up as this batch starts more.
+        self.running = limits.running_answers(self.sessions.user_ids())
 
     def start_all(self, on_started=None) -> list[StartedTurn | Exception]:
         """Check, write and prepare every turn; `on_started(index, started)` is called for each as soon as
@@ -503,6 +505,8 @@ class TurnBatch:
         for index, request in enumerate(self.requests):
             try:
                 user = self.sessions.user(request.session_key)
+                running = self.running.get(user.pk, 0)
+                limits.check_running(user, running)  # CHAT_MAX_RUNNING_PER_USER, this batch's turns counted
                 if any(p.user.pk == user.pk for p in planned) or request.command != "send":
                     self._write(planned, outcomes, on_started)  # what this turn's checks must see
                     planned = []
@@ -515,6 +519,7 @@ class TurnBatch:
                         outcomes[index] = started = self._started(user, turn, None)
                     if on_started is not None and started.prepared is not None:
                         on_started(index, started)
+                self.running[user.pk] = running + 1
             except Exception as exc:  # that turn alone is refused (a ServiceError) or failed
                 outcomes[index] = exc
         self._write(planned, outcomes, on_started)

@@ -63,14 +63,21 @@ def do_upload(user, data: bytes) -> tuple[Attachment, images.PreparedImage]:
 
 
 def get_attachment_for_user(user, public_id: object) -> Attachment:
-    """The attachment if `user` owns it or is staff; NotFound otherwise (someone else's looks missing)."""
+    """The attachment if `user` owns it, or is staff with the `view_attachment` permission (the admin's own
+    rule for attachments); NotFound otherwise (someone else's looks missing)."""
     attachments = Attachment.objects.all()
-    if not (user.is_active and user.is_staff):
+    if not may_view_any_attachment(user):
         attachments = attachments.filter(owner=user)
     try:
         return attachments.get(public_id=parse_uuid(public_id))
     except Attachment.DoesNotExist as exc:
         raise NotFound("No such image.") from exc
+
+
+def may_view_any_attachment(user) -> bool:
+    """Staff flag alone is not enough: the account also needs `conversations.view_attachment` (superusers
+    have every permission), exactly what the admin's attachment pages ask for."""
+    return user.is_active and user.is_staff and user.has_perm("conversations.view_attachment")
 
 
 def do_remove_upload(user, public_id: object) -> None:

@@ -17,6 +17,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from conversations.services import charts, usage
+from conversations.views import downloads
 
 DEFAULT_DAYS = 30
 
@@ -74,15 +75,9 @@ def export_csv(request: HttpRequest) -> HttpResponse:
     _allowed(request)
     _, start, end = _range(request)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="usage-{start}-{end}.csv"'
+    response["Content-Disposition"] = downloads.attachment(f"usage-{start}-{end}.csv")
     writer = csv.writer(response)
     for row in usage.csv_rows(start, end):
-        writer.writerow([_cell(value) for value in row])
+        # Usernames, model and provider names may start with = + - @ tab or CR (CSV injection).
+        writer.writerow([downloads.csv_cell(value) for value in row])
     return response
-
-
-def _cell(value):
-    # A username may start with + - or @: spreadsheets would take it for a formula (CSV injection).
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from functools import wraps
 
-from django.http import HttpRequest, JsonResponse
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from conversations.services.db_busy import BUSY_MESSAGE, RETRY_AFTER_SECONDS, DatabaseBusy, is_database_locked
 from conversations.services.errors import (
     BudgetExceeded,
     Busy,
@@ -33,6 +35,7 @@ STATUS: tuple[tuple[type[ServiceError], int], ...] = (
     (InvalidInput, 400),
     (RateLimited, 429),
     (BudgetExceeded, 429),
+    (DatabaseBusy, 503),
 )
 DEFAULT_STATUS = 400
 
@@ -43,7 +46,10 @@ def status_for(error: ServiceError) -> int:
 
 def error_response(error: ServiceError) -> JsonResponse:
     body = {"error": {"code": error.code, "message": error.message}}
-    return JsonResponse(body, status=status_for(error))
+    response = JsonResponse(body, status=status_for(error))
+    if isinstance(error, DatabaseBusy):
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def json_api(view):
@@ -58,5 +64,31 @@ def json_api(view):
             return view(request, *args, **kwargs)
         except ServiceError as exc:
             return error_response(exc)
+        except OperationalError as exc:
+            if not is_database_locked(exc):
+                raise
+            return error_response(DatabaseBusy(BUSY_MESSAGE))
 
     return wrapper
+
+
+class DatabaseBusyMiddleware:
+    """Any other view (pages, the admin, log in) whose write found SQLite locked: 503 with Retry-After, JSON
+    for API paths, a short page otherwise, never a 500 (services/db_busy.py)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_database_locked(exception):
+            return None
+        if request.path.startswith("/api/") or "json" in request.headers.get("Accept", ""):
+            return error_response(DatabaseBusy(BUSY_MESSAGE))
+        response = HttpResponse(
+            f"<!doctype html><title>Busy</title><h1>The site is busy</h1><p>{BUSY_MESSAGE}</p>", status=503
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

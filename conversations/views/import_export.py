@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from conversations.services import export, importers
 from conversations.services.errors import InvalidInput
+from conversations.views import downloads
 from conversations.views.errors import json_api
 
 
@@ -21,7 +22,7 @@ def export_conversation(request: HttpRequest, conversation_id) -> HttpResponse:
         raise InvalidInput("format is md or json.")
     body, content_type, name = export.export_one(request.user, str(conversation_id), fmt)
     response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Content-Disposition"] = downloads.attachment(name)
     return response
 
 
@@ -29,7 +30,7 @@ def export_conversation(request: HttpRequest, conversation_id) -> HttpResponse:
 @json_api
 def export_all(request: HttpRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(export.stream_zip(request.user), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{export.zip_name(request.user)}"'
+    response["Content-Disposition"] = downloads.attachment(export.zip_name(request.user))
     return response
 
 

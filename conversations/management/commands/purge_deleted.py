@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from conversations.services import sidebar
+from conversations.services import db_busy, sidebar
 
 
 class Command(BaseCommand):
     help = "Purge conversations deleted longer ago than CHAT_DELETED_RETENTION_DAYS, with their attachments."
 
     def handle(self, *args, **options) -> None:
+        db_busy.wait_longer()  # a purge may wait in line for SQLite's lock; the site's requests may not
         purged = sidebar.purge_deleted()
         self.stdout.write(f"Purged {purged} conversation{'s' if purged != 1 else ''}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from conversations.services import uploads
+from conversations.services import db_busy, uploads
 
 
 class Command(BaseCommand):
@@ -25,6 +25,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, older_than_hours: int | None = None, **options) -> None:
+        db_busy.wait_longer()  # a purge may wait in line for SQLite's lock; the site's requests may not
         if older_than_hours is not None and older_than_hours < 0:
             older_than_hours = 0
         count = uploads.purge_unattached(older_than_hours)

@@ -35,6 +35,8 @@ function detailRows(message) {
   if (message.ttft_ms != null) rows.push(["First token", `${formatInt(message.ttft_ms)} ms`]);
   if (message.tokens_per_second != null) rows.push(["Speed", `${Number(message.tokens_per_second).toFixed(1)} tokens/s`]);
   if (message.duration_ms != null) rows.push(["Duration", `${(message.duration_ms / 1000).toFixed(1)} s`]);
+  // Sent to staff only: the technical side of a provider error (class, status, upstream detail).
+  if (message.error_detail) rows.push(["Technical detail", message.error_detail]);
   if (!rows.length) rows.push(["Details", "Not available yet"]);
   return rows;
 }

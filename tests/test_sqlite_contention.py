@@ -1,0 +1,112 @@
+"""SQLite with a long writer holding the lock (issue 16, finding 9): other people's requests used to become
+500s ("database is locked" after the busy timeout). Now they get a clear, retryable answer, 503 JSON
+`database_busy` with Retry-After, or a `database_busy` error frame, and nothing half-saved; once the writer
+is done the same request works. Writes nobody waits on (an answer's final save, the purges) wait longer."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from django.db import OperationalError, connection
+from django.test import Client
+
+from conversations.models import Conversation, Message
+from conversations.services import db_busy
+from conversations.testing.upstream import Reply
+from tests.conftest import session_cookie_for
+from tests.live import DaphneServer
+from tests.wsclient import ChatSocket
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "sqlite", reason="SQLite only: PostgreSQL has no database-wide write lock"
+    ),
+]
+
+
+@pytest.fixture
+def impatient_server(django_db_setup, tmp_path):
+    """A daphne that waits only 1 s for the lock, so the tests need not hold it for 20."""
+    server = DaphneServer(tmp_path, {"SQLITE_BUSY_TIMEOUT": "1"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def long_writer(seconds: float):
+    """Another connection holding SQLite's write lock (BEGIN IMMEDIATE) for `seconds`, like a bulk delete."""
+    holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(seconds, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
+        holder.close()
+
+
+def test_a_write_that_finds_the_database_locked_is_a_503_json_not_a_500(impatient_server, alice):
+    conversation = Conversation.objects.create(owner=alice, title="Before")
+    http = httpx.Client(
+        base_url=impatient_server.url, cookies={"sessionid": session_cookie_for(Client(), alice)}, timeout=10
+    )
+    http.get("/")  # the CSRF cookie
+    token = http.cookies["csrftoken"]
+    url = f"/api/conversations/{conversation.public_id}"
+    with long_writer(3.0):
+        response = http.patch(url, json={"title": "During"}, headers={"X-CSRFToken": token})
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "database_busy"
+        assert "try again" in response.json()["error"]["message"]
+        assert response.headers["Retry-After"] == "2"
+        page = http.post("/accounts/logout/", headers={"X-CSRFToken": token})  # a page, not the API
+        assert page.status_code == 503 and "busy" in page.text
+    conversation.refresh_from_db()
+    assert conversation.title == "Before"
+    response = http.patch(url, json={"title": "After"}, headers={"X-CSRFToken": token})
+    assert response.status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.title == "After"
+
+
+def test_a_turn_that_finds_the_database_locked_gets_a_retryable_error_frame(
+    impatient_server, alice, upstream, sim_model
+):
+    with ChatSocket(impatient_server, session_cookie_for(Client(), alice)) as sock:
+        with long_writer(3.0):
+            sock.send(type="send", text="Hello while busy", ref="busy")
+            frame = sock.wait_type("error")
+            assert (frame["code"], frame["ref"]) == ("database_busy", "busy")
+        assert not Message.objects.exists()
+        upstream.enqueue(Reply(text="Hello again."))
+        sock.send(type="send", text="Hello while busy", ref="retry")
+        ack = sock.wait_type("ack")
+        assert sock.wait_end(ack["assistant_message"]["id"])["content"] == "Hello again."
+
+
+def test_a_write_nobody_waits_on_tries_again_when_the_database_is_locked():
+    calls = []
+
+    @db_busy.retry_when_locked(attempts=3)
+    def final_save():
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise OperationalError("database is locked")
+        return "saved"
+
+    assert final_save() == "saved" and len(calls) == 3
+
+    @db_busy.retry_when_locked(attempts=3)
+    def other_failure():
+        raise OperationalError("no such table: nope")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        other_failure()
