@@ -102,6 +102,7 @@ class Generation:
         self.shutdown_requested = False
         self.finished = False
         self.frame_max_chars = settings.CHAT_FRAME_MAX_CHARS  # read per token: not through the settings proxy
+        self.title_wanted = prepared.needs_title  # a first answer: titled once it has about a sentence
 
     # --- text and frames --------------------------------------------------------------------------------
 
@@ -161,6 +162,9 @@ class Generation:
             )
             if not offset:  # the answer's first frame: its time to first token
                 metrics.first_frame(self.received_at, self.requested_at, self.last_flush)
+            if self.title_wanted and titles.answer_is_enough(self.sent_text):  # once per frame, not per token
+                self.title_wanted = False
+                titles.start(self.prepared, self.result, self.sent_text)
 
     async def _answer_sync(self, reply_to: str, offset: int) -> None:
         async with self.lock:
@@ -263,7 +267,7 @@ class Generation:
             self.text, outcome, self.result, self.prepared, duration
         )
         await self._end(final)
-        if self.prepared.needs_title and outcome.status == Message.Status.COMPLETE:
+        if self.title_wanted and outcome.status == Message.Status.COMPLETE:  # too short to title earlier
             await titles.write_title(self.prepared, self.result)
 
     async def _read(self) -> Outcome:

@@ -172,7 +172,7 @@ def prepare(
         routes=routes,
         trimmed=prepared_context.trimmed,
         prompt_estimate=prepared_context.prompt_estimate,
-        needs_title=not conversation.title,
+        needs_title=not conversation.title or conversation.title_provisional,
         message=message,
         chat_model=chat_model,
     )
