@@ -100,7 +100,9 @@ def test_a_failed_first_answer_keeps_the_provisional_title(upstream, sim_model, 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_retry_after_a_failed_first_answer_gets_the_model_title(upstream, sim_model, sock):
-    upstream.enqueue(Reply(fault=Fault.INVALID_KEY), Reply(text="Lisbon is lovely."), Reply(text="Lisbon trip"))
+    upstream.enqueue(
+        Reply(fault=Fault.INVALID_KEY), Reply(text="Lisbon is lovely."), Reply(text="Lisbon trip")
+    )
     sock.send(type="send", text="Plan a trip to Lisbon", ref="t1")
     ack = sock.wait_type("ack")
     answer_id = ack["assistant_message"]["id"]

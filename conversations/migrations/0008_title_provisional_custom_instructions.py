@@ -6,30 +6,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0007_attachment_position'),
+        ("conversations", "0007_attachment_position"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='conversation',
-            name='title_provisional',
+            model_name="conversation",
+            name="title_provisional",
             field=models.BooleanField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='CustomInstructions',
+            name="CustomInstructions",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('about_user', models.TextField(blank=True, max_length=1500, verbose_name='What should the assistant know about you?')),
-                ('response_style', models.TextField(blank=True, max_length=1500, verbose_name='How should it respond?')),
-                ('enabled', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='custom_instructions', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "about_user",
+                    models.TextField(
+                        blank=True, max_length=1500, verbose_name="What should the assistant know about you?"
+                    ),
+                ),
+                (
+                    "response_style",
+                    models.TextField(blank=True, max_length=1500, verbose_name="How should it respond?"),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="custom_instructions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'custom instructions',
+                "verbose_name_plural": "custom instructions",
             },
         ),
     ]

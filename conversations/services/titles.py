@@ -37,7 +37,7 @@ PROVISIONAL_MAX_CHARS = 60
 # characters without one (a list, a code block...).
 ANSWER_SENTENCE_MIN_CHARS = 40
 ANSWER_ENOUGH_CHARS = 300
-_SENTENCE_END = re.compile(r"[.!?。！？](?:\s|$)")
+_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f](?:\s|$)")  # and CJK full stops
 
 # Markdown a title must not show: fences, images and links (their text kept), emphasis, code marks, heading,
 # quote and list markers, table pipes, math delimiters.
@@ -161,4 +161,6 @@ def save_title(conversation_pk: int, title: str) -> bool:
     """Replace an empty or provisional title (never one the user gave it: they may have renamed it meanwhile).
     True when saved and changed."""
     rows = Conversation.objects.filter(pk=conversation_pk).filter(Q(title="") | Q(title_provisional=True))
-    return bool(rows.exclude(title=title, title_provisional=False).update(title=title, title_provisional=False))
+    return bool(
+        rows.exclude(title=title, title_provisional=False).update(title=title, title_provisional=False)
+    )
