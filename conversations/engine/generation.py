@@ -177,6 +177,13 @@ class Generation:
                     "sync reply for answer %s dropped: the asking socket's channel is full", self.message_pk
                 )
 
+    async def _retrying(self, attempt: int, attempts: int, provider: str) -> None:
+        """Before the first token, the provider failed and is asked again: every tab says so."""
+        await notify.to_conversation(
+            self.conversation_id,
+            frames.retrying(self.conversation_id, self.message_id, attempt, attempts, provider),
+        )
+
     async def _end(self, message: dict) -> None:
         await notify.to_conversation(self.conversation_id, frames.end(self.conversation_id, message))
 
@@ -275,7 +282,9 @@ class Generation:
         self.requested_at = time.monotonic()
         try:
             config = ClientConfig.from_settings()
-            async with open_stream(prepared.request, prepared.routes, config=config, pacer=self) as stream:
+            async with open_stream(
+                prepared.request, prepared.routes, config=config, pacer=self, on_retry=self._retrying
+            ) as stream:
                 self.result = stream.result
                 async for event in stream:
                     if type(event) in TEXT_EVENTS:
