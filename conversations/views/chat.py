@@ -19,6 +19,10 @@ VENDOR_MODULES = {
     "marked": "vendor/marked-18.2.1/marked.esm.js",
     "dompurify": "vendor/dompurify-3.4.18/purify.es.mjs",
     "highlight.js": "vendor/highlight.js-11.12.0/highlight.min.js",
+    # Loaded only when an answer has math (static/js/chat/markdown.js); the stylesheet is found through the
+    # import map too (import.meta.resolve), so its hashed name needs no template.
+    "katex": "vendor/katex-0.19.1/katex.mjs",
+    "katex-css": "vendor/katex-0.19.1/katex.min.css",
 }
 CHAT_MODULES = settings.BASE_DIR / "static" / "js" / "chat"
 
