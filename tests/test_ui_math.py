@@ -70,7 +70,9 @@ def test_math_renders_with_katex_loaded_only_once_an_answer_has_math(chat, upstr
     page.screenshot(path=ARTIFACTS / "math-light.png")
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=ARTIFACTS / "math-dark.png")
-    violations = [v for v in axe_violations(page, live_server_daphne) if v["impact"] in ("serious", "critical")]
+    violations = [
+        v for v in axe_violations(page, live_server_daphne) if v["impact"] in ("serious", "critical")
+    ]
     assert violations == []
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(200)
@@ -80,7 +82,19 @@ def test_math_renders_with_katex_loaded_only_once_an_answer_has_math(chat, upstr
 
 def test_half_written_math_stays_text_until_it_is_closed(chat, upstream):
     page = chat
-    tokens = ["The area is ", "\\(", "\\pi ", "r^2", "\\)", " and more: ", "$$", "\\frac{a}", "{b}", "$$", " done."]
+    tokens = [
+        "The area is ",
+        "\\(",
+        "\\pi ",
+        "r^2",
+        "\\)",
+        " and more: ",
+        "$$",
+        "\\frac{a}",
+        "{b}",
+        "$$",
+        " done.",
+    ]
     upstream.enqueue(Reply(tokens=tokens, token_delay=0.35))
     send(page, "Stream some math slowly")
     answer = last_answer(page)
@@ -118,7 +132,7 @@ def test_half_written_math_stays_text_until_it_is_closed(chat, upstream):
 
 
 XSS_ANSWER = (
-    "Inline: \\(x</span><img src=x onerror=\"window.__xss=1\">\\)\n\n"
+    'Inline: \\(x</span><img src=x onerror="window.__xss=1">\\)\n\n'
     "$$\\href{javascript:window.__xss=2}{\\text{click me}}$$\n\n"
     "\\[\\htmlClass{evil}{\\text{<script>window.__xss=3</script>}} \\url{javascript:alert(1)}\\]\n\n"
     "\\(\\style{background:url(https://evil.example/x)}{y} \\htmlStyle{color:red}{z}\\)\n"

@@ -18,7 +18,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from conversations.models import Attachment, Conversation, Message
-from conversations.services import tree
+from conversations.services import custom_instructions, tree
 from conversations.services.access import get_conversation_for_user
 
 FORMAT = "chatsite.conversations"
@@ -82,13 +82,13 @@ def export_conversation_dict(conversation: Conversation, messages: list[Message]
     }
 
 
-def envelope(conversations: list[dict]) -> dict:
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "exported_at": timezone.now().isoformat(),
-        "conversations": conversations,
-    }
+def envelope(conversations: list[dict], instructions: dict | None = None) -> dict:
+    """Our JSON format. `instructions`: the account's custom instructions (the export of all chats only)."""
+    data = {"format": FORMAT, "version": VERSION, "exported_at": timezone.now().isoformat()}
+    if instructions is not None:
+        data["custom_instructions"] = instructions
+    data["conversations"] = conversations  # last: the zip streams the list after the head
+    return data
 
 
 def _messages(conversation: Conversation) -> list[Message]:
@@ -184,7 +184,7 @@ def stream_zip(user) -> Iterable[bytes]:
         listing = zipfile.ZipInfo("conversations.json", date_time)
         listing.compress_type = zipfile.ZIP_DEFLATED
         with archive.open(listing, "w", force_zip64=True) as out:
-            head = json.dumps(envelope([]), ensure_ascii=False)
+            head = json.dumps(envelope([], custom_instructions.export_dict(user)), ensure_ascii=False)
             out.write(head[: head.rindex("[") + 1].encode())
             first = True
             for conversation in _user_conversations(user):
