@@ -52,8 +52,13 @@ def revoke_share(user, conversation_id: str) -> None:
     )
 
 
+class ShareTurnedOff(NotFound):
+    """The link existed: its owner revoked it or deleted the chat."""
+
+
 def shared_snapshot(token: str) -> dict:
-    """What the public page shows, or NotFound for an unknown, revoked or deleted one. One query."""
+    """What the public page shows; NotFound for an unknown link, ShareTurnedOff for a revoked one or one whose
+    chat was deleted. One query for a live link."""
     share = (
         SharedConversation.objects.filter(
             token=token, revoked_at__isnull=True, conversation__deleted_at__isnull=True
@@ -62,5 +67,9 @@ def shared_snapshot(token: str) -> dict:
         .first()
     )
     if share is None or not token:
-        raise NotFound("This link doesn't exist or was turned off.")
+        # A second query only for a link that doesn't open: was there one here, that its owner turned off
+        # (or whose chat they deleted)?
+        if token and SharedConversation.objects.filter(token=token).exists():
+            raise ShareTurnedOff("This link was turned off by its owner.")
+        raise NotFound("This link doesn't exist.")
     return {**share.snapshot, "shared_at": share.created_at}

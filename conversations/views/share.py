@@ -3,12 +3,13 @@ page of a shared conversation (works logged out, shows only the share's snapshot
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from conversations.services import sharing
 from conversations.services.errors import NotFound
+from conversations.views import error_pages
 from conversations.views.chat import import_map
 from conversations.views.errors import json_api
 
@@ -28,8 +29,10 @@ def share_link(request: HttpRequest, conversation_id) -> JsonResponse:
 def shared(request: HttpRequest, token: str) -> HttpResponse:
     try:
         snapshot = sharing.shared_snapshot(token)
-    except NotFound as exc:
-        raise Http404("No such link.") from exc
+    except sharing.ShareTurnedOff:
+        return error_pages.error_page(request, 404, error_pages.SHARE_TURNED_OFF)
+    except NotFound:
+        return error_pages.error_page(request, 404, error_pages.SHARE_NOT_FOUND)
     response = render(request, "conversations/shared.html", {"share": snapshot, "import_map": import_map()})
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Referrer-Policy"] = "no-referrer"
