@@ -137,7 +137,7 @@ def title_from_prompt(body: Any) -> str | None:
         return None
     content = user.get("content", "") if isinstance(user, dict) else ""
     match = _TITLE_USER_LINE.match(content if isinstance(content, str) else "")
-    words = re.findall(r"[\w'’-]+", match.group(1) if match else "")[:5]
+    words = re.findall(r"[\w'\u2019-]+", match.group(1) if match else "")[:5]  # and curly apostrophes
     if not words:
         return "New conversation"
     title = " ".join(words)
