@@ -125,8 +125,8 @@ class MessageView {
     if (!isRunning(message)) return "";
     const waited = performance.now() - this.waitSince;
     if (!message.content) {
-      if (message.retry) return `Retrying (${message.retry.attempt} of ${message.retry.attempts})…`;
-      return waited >= FIRST_TOKEN_NOTE_MS ? `Still waiting for ${this.thread.app.providerOf(message)}…` : "";
+      if (waited >= FIRST_TOKEN_NOTE_MS) return `Still waiting for ${this.thread.app.providerOf(message)}…`;
+      return message.retry ? `Retrying (${message.retry.attempt} of ${message.retry.attempts})…` : "";
     }
     return waited >= STALL_NOTE_MS ? "The provider paused…" : "";
   }

@@ -1,0 +1,161 @@
+"""What a daily user notices (issue 17), in a real browser: early titles, what the page says while it waits,
+custom instructions on the settings page, and the error pages. Screenshots go to artifacts/ (light, dark and
+390 px where layout matters); axe-core must find nothing serious on the settings and error pages."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from conversations.testing.upstream import DEMO_REPLY_TEXT, Fault, Reply
+from tests.ui import ARTIFACTS, axe_violations, last_answer, log_in, open_chat, send
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+LONG_ANSWER = "Lisbon is a hilly city by the Atlantic, best walked slowly. " + " ".join(
+    f"word{i}" for i in range(120)
+)
+
+
+def serious(violations):
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
+def shoot(page, name: str, live_server=None, *, phone: bool = True) -> None:
+    """Screenshots in light, dark and (if `phone`) at 390 px; with `live_server`, axe in both themes."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    size = page.viewport_size
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.wait_for_timeout(300)  # colours ease over 0.15 s: shoot the theme, not the transition
+        page.screenshot(path=ARTIFACTS / f"{name}-{scheme}.png", full_page=True)
+        if live_server is not None:
+            assert serious(axe_violations(page, live_server)) == [], scheme
+    if phone:
+        page.emulate_media(color_scheme="light")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(300)
+        page.screenshot(path=ARTIFACTS / f"{name}-390.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing sticks out sideways"
+        page.set_viewport_size(size)
+
+
+@pytest.fixture
+def chat(browser_orm, live_server_daphne, client, alice, sim_model, context, page):
+    log_in(context, live_server_daphne, client, alice)
+    return open_chat(page, live_server_daphne)
+
+
+def test_a_new_chat_is_titled_at_once_and_by_the_model_before_its_answer_ends(chat, upstream):
+    page = chat
+    upstream.enqueue(Reply(text=LONG_ANSWER, token_delay=0.06, ttft=0.8), Reply(text="**Slow travel in Lisbon**"))
+    send(page, "## Plan a *slow* trip to `Lisbon`")
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    # At once, before any answer text: the prompt as plain text.
+    expect(sidebar.get_by_role("link", name="Plan a slow trip to Lisbon")).to_be_visible()
+    expect(page.get_by_role("heading", name="Plan a slow trip to Lisbon", level=1)).to_be_visible()
+    assert not last_answer(page).locator(".markdown").inner_text().strip()
+    # Then the model's, while the answer still streams.
+    expect(page.get_by_role("heading", name="Slow travel in Lisbon", level=1)).to_be_visible()
+    expect(last_answer(page)).to_have_class("msg msg-assistant is-running")
+    expect(sidebar.get_by_role("link", name="Slow travel in Lisbon")).to_be_visible()
+    shoot(page, "title-mid-answer", phone=False)
+    expect(last_answer(page)).not_to_have_class("msg msg-assistant is-running", timeout=20_000)
+
+
+def test_a_failed_first_answer_keeps_the_prompt_as_title(chat, upstream):
+    page = chat
+    upstream.enqueue(Reply(fault=Fault.INVALID_KEY))
+    send(page, "Translate **bonjour** please")
+    expect(last_answer(page).get_by_role("button", name="Retry")).to_be_visible()
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    expect(sidebar.get_by_role("link", name="Translate bonjour please")).to_be_visible()
+    expect(sidebar.get_by_role("link", name="New chat")).to_have_count(0)
+
+
+def test_the_page_says_what_is_happening_while_it_waits(chat, upstream):
+    page = chat
+    # A rate limit before the first token: the retry is announced, then the answer comes.
+    upstream.enqueue(Reply(fault=Fault.RATE_LIMIT, retry_after=1.5), Reply(text="Here I am.", ttft=1.0))
+    send(page, "Hello?")
+    answer = last_answer(page)
+    expect(answer.get_by_text("Retrying (2 of 3)…")).to_be_visible()
+    shoot(page, "wait-retrying", phone=False)
+    expect(answer.locator(".markdown")).to_have_text("Here I am.")
+    expect(answer.get_by_text("Retrying (2 of 3)…")).to_be_hidden()
+
+    # A slow first token, then a stall mid-answer (both shorter than the site's own timeouts).
+    tokens = ["The ", "answer ", "starts ", "here ", "and ", "then ", "goes ", "on."]
+    upstream.enqueue(Reply(tokens=tokens, ttft=11.5, fault=Fault.STALL, fault_after=4, stall_seconds=9.5))
+    send(page, "Take your time")
+    answer = last_answer(page)
+    expect(answer.get_by_text("Still waiting for Simulator…")).to_be_visible(timeout=14_000)
+    shoot(page, "wait-first-token", phone=False)
+    expect(answer.locator(".markdown")).to_have_text("The answer starts here", timeout=5_000)
+    expect(answer.get_by_text("Still waiting for Simulator…")).to_be_hidden()
+    expect(answer.get_by_text("The provider paused…")).to_be_visible(timeout=11_000)
+    shoot(page, "wait-paused", phone=False)
+    expect(answer.locator(".markdown")).to_have_text("The answer starts here and then goes on.", timeout=8_000)
+    expect(answer.get_by_text("The provider paused…")).to_be_hidden()
+
+
+def test_the_offline_demo_answer_renders_code_a_table_and_math(chat, upstream):
+    page = chat
+    upstream.enqueue(Reply(text=DEMO_REPLY_TEXT, token_delay=0.002))
+    send(page, "Show me the demo")
+    answer = last_answer(page)
+    expect(answer.locator(".code-block")).to_be_visible()
+    expect(answer.get_by_role("table")).to_be_visible()
+    expect(answer.locator(".katex")).to_have_count(2)
+    shoot(page, "demo-answer", phone=True)
+
+
+def test_custom_instructions_are_written_on_the_settings_page(
+    browser_orm, live_server_daphne, client, alice, context, page
+):
+    log_in(context, live_server_daphne, client, alice)
+    page.goto(live_server_daphne.url + "/settings/")
+    about = page.get_by_role("textbox", name="What should the assistant know about you?")
+    style = page.get_by_role("textbox", name="How should it respond?")
+    enabled = page.get_by_role("checkbox", name="Use them in every chat")
+    expect(enabled).to_be_checked()
+    about.fill("I'm a nurse in Lyon.")
+    style.fill("Short answers, please.")
+    page.get_by_role("button", name="Save instructions").click()
+    expect(page.get_by_role("status")).to_contain_text("Your custom instructions were saved")
+    expect(about).to_have_value("I'm a nurse in Lyon.")
+    expect(style).to_have_value("Short answers, please.")
+    expect(page.get_by_text("they don't count toward this site's limits")).to_have_count(0)  # keys are off
+    shoot(page, "settings-instructions", live_server_daphne)
+    enabled.uncheck()
+    page.get_by_role("button", name="Save instructions").click()
+    expect(page.get_by_role("checkbox", name="Use them in every chat")).not_to_be_checked()
+
+
+def test_error_pages_look_like_the_site_and_lead_back_to_the_chat(
+    browser_orm, live_server_daphne, client, alice, sim_model, context, page
+):
+    from conversations.models import Conversation
+
+    log_in(context, live_server_daphne, client, alice)
+    page.goto(f"{live_server_daphne.url}/c/{uuid.uuid4()}")
+    expect(page.get_by_role("heading", name="This chat isn't here", level=1)).to_be_visible()
+    expect(page.get_by_text("It was deleted, or the link is wrong.")).to_be_visible()
+    shoot(page, "error-404-chat", live_server_daphne)
+    page.get_by_role("link", name="Back to chat").click()
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+
+    conversation = Conversation.objects.create(owner=alice, title="Trip")
+    client.force_login(alice)
+    url = client.post(f"/api/conversations/{conversation.public_id}/share").json()["share"]["url"]
+    client.delete(f"/api/conversations/{conversation.public_id}/share")
+    page.goto(live_server_daphne.url + url)
+    expect(page.get_by_role("heading", name="Link turned off", level=1)).to_be_visible()
+    expect(page.get_by_text("This link was turned off by its owner.")).to_be_visible()
+    shoot(page, "error-share-turned-off", live_server_daphne, phone=False)
+
+    page.goto(live_server_daphne.url + "/nowhere")
+    expect(page.get_by_role("heading", name="Page not found", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="Back to chat")).to_be_visible()
