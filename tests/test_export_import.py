@@ -224,3 +224,38 @@ async def test_imported_chatgpt_branches_can_be_switched_over_the_websocket(clie
     layer = get_channel_layer()
     if hasattr(layer, "groups"):  # the in-memory layer: every group left again
         assert not any(layer.groups.values())
+
+
+def test_images_keep_their_order_through_an_export_and_an_import(client, alice, charlie):
+    conversation = Conversation.objects.create(owner=alice, title="Order")
+    question = Message.objects.create(conversation=conversation, role="user", content="Which first?")
+    conversation.current_leaf = question
+    conversation.save()
+    for position, color in reversed(list(enumerate(["red", "green", "blue"]))):  # rows made out of order
+        data = png(color)
+        attachment = Attachment(
+            owner=alice,
+            message=question,
+            position=position,
+            mime="image/png",
+            width=8,
+            height=6,
+            bytes=len(data),
+        )
+        attachment.sha256 = hashlib.sha256(data).hexdigest()
+        attachment.file.save("image.png", ContentFile(data), save=False)
+        attachment.save()
+    expected = [png(c) for c in ["red", "green", "blue"]]
+    client.force_login(alice)
+    body = b"".join(client.get("/api/export").streaming_content)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        listed = json.loads(archive.read("conversations.json"))["conversations"][0]["messages"][0][
+            "attachments"
+        ]
+        assert [archive.read(a["file"]) for a in listed] == expected
+        markdown = next(archive.read(n).decode() for n in archive.namelist() if n.startswith("markdown/"))
+    assert [markdown.index(a["file"]) for a in listed] == sorted(markdown.index(a["file"]) for a in listed)
+    client.force_login(charlie)
+    client.post("/api/imports", {"file": ContentFile(body, name="export.zip")})
+    imported = Message.objects.get(conversation__owner=charlie, role="user")
+    assert [a.file.read() for a in imported.attachments.all()] == expected

@@ -50,7 +50,9 @@ def chat(browser_orm, live_server_daphne, client, alice, sim_model, context, pag
 
 def test_a_new_chat_is_titled_at_once_and_by_the_model_before_its_answer_ends(chat, upstream):
     page = chat
-    upstream.enqueue(Reply(text=LONG_ANSWER, token_delay=0.06, ttft=0.8), Reply(text="**Slow travel in Lisbon**"))
+    upstream.enqueue(
+        Reply(text=LONG_ANSWER, token_delay=0.06, ttft=0.8), Reply(text="**Slow travel in Lisbon**")
+    )
     send(page, "## Plan a *slow* trip to `Lisbon`")
     sidebar = page.get_by_role("navigation", name="Conversations")
     # At once, before any answer text: the prompt as plain text.
@@ -97,7 +99,9 @@ def test_the_page_says_what_is_happening_while_it_waits(chat, upstream):
     expect(answer.get_by_text("Still waiting for Simulator…")).to_be_hidden()
     expect(answer.get_by_text("The provider paused…")).to_be_visible(timeout=11_000)
     shoot(page, "wait-paused", phone=False)
-    expect(answer.locator(".markdown")).to_have_text("The answer starts here and then goes on.", timeout=8_000)
+    expect(answer.locator(".markdown")).to_have_text(
+        "The answer starts here and then goes on.", timeout=8_000
+    )
     expect(answer.get_by_text("The provider paused…")).to_be_hidden()
 
 
@@ -159,3 +163,29 @@ def test_error_pages_look_like_the_site_and_lead_back_to_the_chat(
     page.goto(live_server_daphne.url + "/nowhere")
     expect(page.get_by_role("heading", name="Page not found", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="Back to chat")).to_be_visible()
+
+
+def test_a_shared_page_shows_the_images_in_order_and_math(
+    browser_orm, live_server_daphne, client, alice, sim_model, context, page
+):
+    from tests.test_share import chat_with_images
+
+    conversation, _ = chat_with_images(alice, "#d33", "#36c")
+    answer = conversation.messages.get(role="assistant")
+    answer.content = (
+        "Two squares: red, then blue. Their areas add up: \\(2 \\times 160 \\cdot 120 = 38400\\)."
+    )
+    answer.save()
+    client.force_login(alice)
+    url = client.post(f"/api/conversations/{conversation.public_id}/share").json()["share"]["url"]
+    page.goto(live_server_daphne.url + url)  # logged out: a stranger with the link
+    first = page.get_by_role("img", name="Image 1 of 2 attached to the prompt")
+    second = page.get_by_role("img", name="Image 2 of 2 attached to the prompt")
+    expect(first).to_be_visible()
+    expect(second).to_be_visible()
+    assert page.evaluate("[...document.images].every((img) => img.complete && img.naturalWidth === 160)")
+    assert first.bounding_box()["x"] < second.bounding_box()["x"], (
+        "the images keep the order they were attached"
+    )
+    expect(page.locator(".katex")).to_have_count(1)
+    shoot(page, "shared-images", live_server_daphne)

@@ -390,10 +390,11 @@ def write_drafts(user, drafts: list[Draft], report: Report, progress=None, saved
         if rows:
             Message.objects.bulk_update(list(rows.values()), ["created_at", "updated_at"], batch_size=500)
         for m in draft.messages:
-            for image in m.images:
+            for position, image in enumerate(m.images):  # in the order the file lists them
                 attachment = Attachment(
                     owner=user,
                     message_id=pks[m.key],
+                    position=position,
                     mime=image.mime,
                     width=image.width,
                     height=image.height,
