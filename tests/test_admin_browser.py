@@ -160,6 +160,29 @@ def test_a_user_brings_their_own_key_on_the_settings_page(browser_orm, byok_daph
     assert "sk-alice-browser-key-Ab12" not in page.content()
     shot(page, "settings-personal-key")
     assert PersonalKey.objects.get(user=alice).api_key == "sk-alice-browser-key-Ab12"
+    # What the README says: answers on your own key don't count toward the site's limits.
+    expect(page.get_by_text("they don't count toward this site's limits")).to_be_visible()
+
+
+def test_the_details_of_an_answer_on_your_own_key_say_who_paid(
+    browser_orm, byok_daphne, page, alice, sim_model, upstream
+):
+    PersonalKey.objects.create(user=alice, provider=sim_model.provider, api_key="sk-alice-own-Zz12")
+    base = byok_daphne.url
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/")
+    upstream.enqueue(Reply(text="Paid by you."), Reply(text="Own key"))
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("Who pays?")
+    box.press("Enter")
+    expect(page.locator("article.msg-assistant .markdown")).to_have_text("Paid by you.")
+    page.get_by_role("button", name="Details").last.click()
+    expect(page.get_by_text("Paid with your own key")).to_be_visible()
+    assert upstream.chat_requests[0].headers["authorization"] == "Bearer sk-alice-own-Zz12"
+    shot(page, "details-own-key")
 
 
 # --- Change lists fit a laptop --------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ function detailRows(message) {
     rows.push(["Tokens", parts.join(" · ")]);
   }
   const cost = message.cost != null ? formatCost(message.cost) : null;
-  if (cost) rows.push(["Cost", cost]);
+  if (message.own_key) rows.push(["Cost", cost ? `${cost} · Paid with your own key` : "Paid with your own key"]);
+  else if (cost) rows.push(["Cost", cost]);
   if (message.ttft_ms != null) rows.push(["First token", `${formatInt(message.ttft_ms)} ms`]);
   if (message.tokens_per_second != null) rows.push(["Speed", `${Number(message.tokens_per_second).toFixed(1)} tokens/s`]);
   if (message.duration_ms != null) rows.push(["Duration", `${(message.duration_ms / 1000).toFixed(1)} s`]);
