@@ -95,6 +95,42 @@ def _messages(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.prefetch_related("attachments").order_by("created_at", "id"))
 
 
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ATX = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
+
+
+def demote_headings(text: str, levels: int = 2) -> str:
+    """`text`'s Markdown headings `levels` lower (at most h6), code blocks untouched: an answer's "# Title"
+    must sit below the export's "## You" / "## Assistant", not above them."""
+    lines = text.split("\n")
+    out: list[str] = []
+    fence = ""
+    for line in lines:
+        if fence:
+            out.append(line)
+            if line.lstrip().startswith(fence):
+                fence = ""
+            continue
+        if match := _FENCE.match(line):
+            fence = match.group(1)[0] * 3
+            out.append(line)
+            continue
+        if match := _ATX.match(line):
+            hashes = "#" * min(len(match.group(2)) + levels, 6)
+            out.append(match.group(1) + hashes + line[match.end() :])
+            continue
+        setext = _SETEXT.match(line)
+        previous = out[-1] if out else ""
+        if setext and previous.strip() and not _ATX.match(previous) and "|" not in previous:
+            if setext.group(1)[0] == "=" or not previous.lstrip().startswith(("-", "*", "+")):
+                level = 1 if setext.group(1)[0] == "=" else 2
+                out[-1] = "#" * min(level + levels, 6) + " " + previous.strip()
+                continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def markdown(conversation: Conversation, messages: list[Message], *, image_links: bool = False) -> str:
     """The active branch as Markdown. Images are linked to the zip's copies, or noted by name."""
     path = tree.active_path(messages, conversation.current_leaf_id)
@@ -110,7 +146,7 @@ def markdown(conversation: Conversation, messages: list[Message], *, image_links
         lines += ["", f"## {who}{model}", ""]
         for attachment in message.attachments.all():
             lines.append(f"![image](../{image_name(attachment)})" if image_links else "[image]")
-        lines.append(message.content)
+        lines.append(demote_headings(message.content))
     return "\n".join(lines).rstrip() + "\n"
 
 
