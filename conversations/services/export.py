@@ -122,11 +122,12 @@ def demote_headings(text: str, levels: int = 2) -> str:
             continue
         setext = _SETEXT.match(line)
         previous = out[-1] if out else ""
-        if setext and previous.strip() and not _ATX.match(previous) and "|" not in previous:
-            if setext.group(1)[0] == "=" or not previous.lstrip().startswith(("-", "*", "+")):
-                level = 1 if setext.group(1)[0] == "=" else 2
-                out[-1] = "#" * min(level + levels, 6) + " " + previous.strip()
-                continue
+        underlined = bool(setext) and previous.strip() and not _ATX.match(previous) and "|" not in previous
+        # "- item" over "---" is a list and a rule, not a heading.
+        if underlined and (setext.group(1)[0] == "=" or not previous.lstrip().startswith(("-", "*", "+"))):
+            level = 1 if setext.group(1)[0] == "=" else 2
+            out[-1] = "#" * min(level + levels, 6) + " " + previous.strip()
+            continue
         out.append(line)
     return "\n".join(out)
 
