@@ -22,6 +22,7 @@ from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
 from conversations.llm.routes import Route
 from conversations.models import ChatModel, Conversation, Message
 from conversations.services.personal_keys import routes_for_user
+from conversations.services.plaintext import plain_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,25 +39,6 @@ PROVISIONAL_MAX_CHARS = 60
 ANSWER_SENTENCE_MIN_CHARS = 40
 ANSWER_ENOUGH_CHARS = 300
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f](?:\s|$)")  # and CJK full stops
-
-# Markdown a title must not show: fences, images and links (their text kept), emphasis, code marks, heading,
-# quote and list markers, table pipes, math delimiters.
-_MARKDOWN_RULES = [
-    (re.compile(r"```[^\n]*"), " "),
-    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),
-    (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),
-    (re.compile(r"(?m)^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+(?:\[[ xX]\]\s+)?|\d{1,3}[.)]\s+)"), ""),
-    (re.compile(r"\\[()\[\]]|\$\$"), ""),
-    (re.compile(r"~~|`|\||(?<!\w)[*_]+(?=\S)|(?<=\S)[*_]+(?!\w)"), ""),  # snake_case keeps its _
-    (re.compile(r"(?m)^[\s:|-]*-{3,}[\s:|-]*$"), " "),  # table separators, rules
-]
-
-
-def plain_text(text: str) -> str:
-    """`text` without Markdown syntax, on one line."""
-    for pattern, replacement in _MARKDOWN_RULES:
-        text = pattern.sub(replacement, text)
-    return " ".join(text.split())
 
 
 def provisional_title(prompt: str, images: int = 0) -> str:
