@@ -189,3 +189,43 @@ def test_a_shared_page_shows_the_images_in_order_and_math(
     )
     expect(page.locator(".katex")).to_have_count(1)
     shoot(page, "shared-images", live_server_daphne)
+
+
+def test_on_a_phone_the_chat_settings_keep_save_in_view_and_the_message_box_shows_its_focus(
+    browser, live_server_daphne, client, alice, sim_model, browser_orm
+):
+    context = browser.new_context(viewport={"width": 390, "height": 600})
+    try:
+        log_in(context, live_server_daphne, client, alice)
+        page = open_chat(context.new_page(), live_server_daphne)
+        box = page.get_by_role("textbox", name="Message")
+        composer = page.locator(".chat-composer")
+        unfocused = composer.evaluate("el => getComputedStyle(el).borderTopColor")
+        box.focus()
+        ring = composer.evaluate("el => [getComputedStyle(el).borderTopColor, getComputedStyle(el).boxShadow]")
+        focus = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--focus')")
+        assert ring[0] != unfocused, "the box's border changes on focus"
+        assert ring[0] == page.evaluate(
+            "(c) => { const d = document.createElement('div'); d.style.color = c; document.body.append(d);"
+            " const v = getComputedStyle(d).color; d.remove(); return v; }",
+            focus.strip(),
+        ), "the focused border is the focus colour"
+        assert "0px 0px 0px 1px" in ring[1], "a 2px ring in all: border plus a 1px spread"
+        page.screenshot(path=ARTIFACTS / "composer-focus-390.png")
+        page.emulate_media(color_scheme="dark")
+        page.wait_for_timeout(300)
+        page.screenshot(path=ARTIFACTS / "composer-focus-390-dark.png")
+        page.emulate_media(color_scheme="light")
+
+        page.get_by_role("button", name="Chat settings").click()
+        dialog = page.get_by_role("dialog", name="Chat settings")
+        expect(dialog).to_be_visible()
+        save = dialog.get_by_role("button", name="Save")
+        expect(save).to_be_in_viewport(ratio=1)
+        page.wait_for_timeout(300)
+        page.screenshot(path=ARTIFACTS / "chat-settings-390.png")
+        dialog.evaluate("el => el.scrollTo(0, el.scrollHeight / 2)")
+        expect(save).to_be_in_viewport(ratio=1)
+        page.screenshot(path=ARTIFACTS / "chat-settings-390-scrolled.png")
+    finally:
+        context.close()
