@@ -202,7 +202,9 @@ def test_on_a_phone_the_chat_settings_keep_save_in_view_and_the_message_box_show
         composer = page.locator(".chat-composer")
         unfocused = composer.evaluate("el => getComputedStyle(el).borderTopColor")
         box.focus()
-        ring = composer.evaluate("el => [getComputedStyle(el).borderTopColor, getComputedStyle(el).boxShadow]")
+        ring = composer.evaluate(
+            "el => [getComputedStyle(el).borderTopColor, getComputedStyle(el).boxShadow]"
+        )
         focus = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--focus')")
         assert ring[0] != unfocused, "the box's border changes on focus"
         assert ring[0] == page.evaluate(
