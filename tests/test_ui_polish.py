@@ -219,6 +219,19 @@ def test_on_a_phone_the_chat_settings_keep_save_in_view_and_the_message_box_show
         page.screenshot(path=ARTIFACTS / "composer-focus-390-dark.png")
         page.emulate_media(color_scheme="light")
 
+        # Toasts appear just above the message box, however tall it grows (here as with a tray of images):
+        # never over its controls.
+        page.locator(".composer-attachments").evaluate(
+            "el => { el.hidden = false; el.style.minHeight = '180px'; }"
+        )
+        page.wait_for_timeout(200)
+        toasts_bottom, composer_top = page.evaluate(
+            """() => [document.querySelector(".live-toasts").getBoundingClientRect().bottom,
+                      document.querySelector(".chat-composer").getBoundingClientRect().top]"""
+        )
+        assert toasts_bottom <= composer_top, (toasts_bottom, composer_top)
+        page.locator(".composer-attachments").evaluate("el => { el.hidden = true; el.style.minHeight = ''; }")
+
         page.get_by_role("button", name="Chat settings").click()
         dialog = page.get_by_role("dialog", name="Chat settings")
         expect(dialog).to_be_visible()
