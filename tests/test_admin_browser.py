@@ -113,7 +113,23 @@ def test_the_usage_dashboard_as_an_admin_sees_it(
                 prompt=900 * n, completion=250 * n * scale, ttft_ms=250 + 40 * n, duration_ms=2500 + 300 * n,
                 status="error" if (provider == "OpenRouter" and day in (4, 11)) else "complete",
             )  # fmt: skip
+    charlie.is_active, charlie.last_login = False, None  # a sign-up waiting for approval
+    charlie.save()
     admin_login(page, live_server_daphne.url)
+    # The index: sign-ups waiting (linked to the filter), and links that keep their words whole, phone too.
+    expect(page.get_by_role("link", name="1 awaiting approval")).to_have_attribute(
+        "href", "/admin/auth/user/?status=pending"
+    )
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        link = page.get_by_role("link", name="Usage dashboard")
+        assert link.bounding_box()["height"] < 30, f"the link wraps at {width} px"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"sideways scroll at {width} px"
+        shot(page, f"admin-index-{width}")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("link", name="1 awaiting approval").click()
+    expect(page.get_by_role("link", name="charlie")).to_be_visible()
+    page.go_back()
     page.get_by_role("link", name="Usage dashboard").click()
     expect(page.get_by_role("heading", name="Provider uptime")).to_be_visible()
     expect(page.locator("#total-answers")).to_have_text("90")

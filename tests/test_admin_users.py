@@ -320,3 +320,10 @@ def test_the_admin_index_says_how_many_sign_ups_await_approval_with_a_link(admin
         django_user_model.objects.create_user(name, password="pw-x-12345", is_active=False)
     page = admin_client.get("/admin/").content.decode()
     assert '<a href="/admin/auth/user/?status=pending">2 awaiting approval</a>' in page
+
+
+@pytest.mark.django_db
+def test_the_quota_sits_near_the_top_of_a_users_page(admin_client, alice):
+    page = admin_client.get(change_url(alice)).content.decode()
+    assert page.count('id="quota-group"') == 1
+    assert page.index('id="quota-group"') < page.index("Personal info") < page.index("Permissions")
