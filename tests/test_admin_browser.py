@@ -124,7 +124,9 @@ def test_the_usage_dashboard_as_an_admin_sees_it(
         page.set_viewport_size({"width": width, "height": 800})
         link = page.get_by_role("link", name="Usage dashboard")
         assert link.bounding_box()["height"] < 30, f"the link wraps at {width} px"
-        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"sideways scroll at {width} px"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, (
+            f"sideways scroll at {width} px"
+        )
         shot(page, f"admin-index-{width}")
     page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("link", name="1 awaiting approval").click()
