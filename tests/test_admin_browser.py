@@ -129,6 +129,16 @@ def test_the_usage_dashboard_as_an_admin_sees_it(
         )
         shot(page, f"admin-index-{width}")
     page.set_viewport_size({"width": 1280, "height": 800})
+    # The admin follows the chat's theme (the `theme` cookie the chat's account menu sets).
+    page.context.add_cookies([{"name": "theme", "value": "dark", "url": live_server_daphne.url}])
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)"), background
+    shot(page, "admin-index-dark")
+    page.context.clear_cookies(name="theme")
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "auto")
     page.get_by_role("link", name="1 awaiting approval").click()
     expect(page.get_by_role("link", name="charlie")).to_be_visible()
     page.go_back()
