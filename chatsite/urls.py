@@ -13,3 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("conversations.urls")),
 ]
+
+# Error pages in the site's look, with a way back to the chat (conversations/views/error_pages.py).
+handler403 = "conversations.views.error_pages.forbidden"
+handler404 = "conversations.views.error_pages.not_found"
+handler500 = "conversations.views.error_pages.server_error"

@@ -190,6 +190,10 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
+    # The title is the first prompt's opening words, shown at once; the title model's title replaces it (a
+    # rename by the user does not, and clears this). Nullable (null: not provisional) so that adding it is a
+    # plain ALTER TABLE ADD COLUMN: SQLite would otherwise rebuild the table under 0005's search triggers.
+    title_provisional = models.BooleanField(null=True, blank=True)
     # The model the chat continues with, as people pick it (a canonical id): any provider serving it may answer.
     canonical_model = models.CharField(max_length=200, blank=True)
     # The copy its last turn was routed to first; with `model_pinned` (an admin's choice) the only route.
@@ -395,6 +399,25 @@ class UserQuota(models.Model):
 
     def __str__(self) -> str:
         return f"Quota of user #{self.user_id}"
+
+
+class CustomInstructions(models.Model):
+    """What a person tells the assistant about themselves and how it should respond, for every chat (as in
+    ChatGPT): the first system message of each prompt while `enabled`. Absent row: none."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="custom_instructions"
+    )
+    about_user = models.TextField("What should the assistant know about you?", blank=True, max_length=1500)
+    response_style = models.TextField("How should it respond?", blank=True, max_length=1500)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "custom instructions"
+
+    def __str__(self) -> str:
+        return f"Custom instructions of user #{self.user_id}"
 
 
 class PersonalKey(EncryptedKeyMixin, models.Model):

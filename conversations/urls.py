@@ -40,6 +40,7 @@ urlpatterns = [
     path("history/", import_export.page, name="import-export"),  # the path people bookmarked
     path("api/conversations/<uuid:conversation_id>/share", share.share_link, name="api-share"),
     path("share/<str:token>", share.shared, name="shared"),
+    path("share/<str:token>/images/<int:number>", share.shared_image, name="shared-image"),
     path("metrics", metrics.scrape, name="metrics"),  # Prometheus: token or staff, never a login redirect
     path("settings/", settings_views.page, name="settings"),
     path("accounts/login/", accounts.LoginView.as_view(), name="login"),

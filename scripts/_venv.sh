@@ -1,5 +1,5 @@
 # Shared by scripts/run and scripts/test: create .venv and install the project, only when something changed.
-# Usage: ensure_venv "" | ensure_venv "test"
+# Usage: ensure_venv "" | ensure_venv "test"; scripts/test also calls ensure_chromium.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,4 +36,19 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT"
     fi
     echo "$want" > "$stamp"
+}
+
+# The browser tests' Chromium: Debian's package (Playwright's own download does not work here). Installed when
+# missing and we are root with apt, as python3-venv is above; otherwise the one command to run is printed.
+# Usage: ensure_chromium PATH [DEBIANS_PATH]: only Debian's own path (default /usr/bin/chromium) is installed.
+ensure_chromium() {
+    local path="$1" debians="${2:-/usr/bin/chromium}"
+    [ -x "$path" ] && return
+    if [ "$path" = "$debians" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+        echo "Installing Debian's Chromium for the browser tests (about a minute, once)..."
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        [ -x "$path" ] && return
+    fi
+    echo "The browser tests need Debian's Chromium at $path. Install it with: sudo apt-get install -y chromium" >&2
+    exit 1
 }

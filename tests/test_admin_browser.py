@@ -113,7 +113,35 @@ def test_the_usage_dashboard_as_an_admin_sees_it(
                 prompt=900 * n, completion=250 * n * scale, ttft_ms=250 + 40 * n, duration_ms=2500 + 300 * n,
                 status="error" if (provider == "OpenRouter" and day in (4, 11)) else "complete",
             )  # fmt: skip
+    charlie.is_active, charlie.last_login = False, None  # a sign-up waiting for approval
+    charlie.save()
     admin_login(page, live_server_daphne.url)
+    # The index: sign-ups waiting (linked to the filter), and links that keep their words whole, phone too.
+    expect(page.get_by_role("link", name="1 awaiting approval")).to_have_attribute(
+        "href", "/admin/auth/user/?status=pending"
+    )
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        link = page.get_by_role("link", name="Usage dashboard")
+        assert link.bounding_box()["height"] < 30, f"the link wraps at {width} px"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, (
+            f"sideways scroll at {width} px"
+        )
+        shot(page, f"admin-index-{width}")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    # The admin follows the chat's theme (the `theme` cookie the chat's account menu sets).
+    page.context.add_cookies([{"name": "theme", "value": "dark", "url": live_server_daphne.url}])
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)"), background
+    shot(page, "admin-index-dark")
+    page.context.clear_cookies(name="theme")
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "auto")
+    page.get_by_role("link", name="1 awaiting approval").click()
+    expect(page.get_by_role("link", name="charlie")).to_be_visible()
+    page.go_back()
     page.get_by_role("link", name="Usage dashboard").click()
     expect(page.get_by_role("heading", name="Provider uptime")).to_be_visible()
     expect(page.locator("#total-answers")).to_have_text("90")
@@ -160,6 +188,29 @@ def test_a_user_brings_their_own_key_on_the_settings_page(browser_orm, byok_daph
     assert "sk-alice-browser-key-Ab12" not in page.content()
     shot(page, "settings-personal-key")
     assert PersonalKey.objects.get(user=alice).api_key == "sk-alice-browser-key-Ab12"
+    # What the README says: answers on your own key don't count toward the site's limits.
+    expect(page.get_by_text("they don't count toward this site's limits")).to_be_visible()
+
+
+def test_the_details_of_an_answer_on_your_own_key_say_who_paid(
+    browser_orm, byok_daphne, page, alice, sim_model, upstream
+):
+    PersonalKey.objects.create(user=alice, provider=sim_model.provider, api_key="sk-alice-own-Zz12")
+    base = byok_daphne.url
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/")
+    upstream.enqueue(Reply(text="Paid by you."), Reply(text="Own key"))
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("Who pays?")
+    box.press("Enter")
+    expect(page.locator("article.msg-assistant .markdown")).to_have_text("Paid by you.")
+    page.get_by_role("button", name="Details").last.click()
+    expect(page.get_by_text("Paid with your own key")).to_be_visible()
+    assert upstream.chat_requests[0].headers["authorization"] == "Bearer sk-alice-own-Zz12"
+    shot(page, "details-own-key")
 
 
 # --- Change lists fit a laptop --------------------------------------------------------------------------------

@@ -285,3 +285,45 @@ def test_a_users_page_shows_their_usage_this_month(admin_client, alice):
     answer(alice, cost="2.50", prompt=1200, completion=300)
     html = admin_client.get(change_url(alice)).content.decode()
     assert "Usage this month" in html and "$2.50" in html and "1,500" in html
+
+
+@pytest.mark.django_db
+def test_saving_a_user_without_touching_the_quota_writes_no_audit_entry(admin_client, alice):
+    quota = UserQuota.objects.create(user=alice, monthly_budget=Decimal("12.50"), turns_per_minute=3)
+    # As the page posts an existing quota: its values as shown, and the row's id.
+    data = user_form(
+        alice,
+        **{
+            "quota-INITIAL_FORMS": "1",
+            "quota-0-id": str(quota.pk),
+            "quota-0-monthly_budget": "12.50",
+            "quota-0-daily_budget": "",
+            "quota-0-daily_tokens": "",
+            "quota-0-monthly_tokens": "",
+            "quota-0-turns_per_minute": "3",
+        },
+    )
+    response = admin_client.post(change_url(alice), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == []
+    # And a user without a quota, saved as is (the empty inline), writes none either.
+    UserQuota.objects.all().delete()
+    assert admin_client.post(change_url(alice), user_form(alice)).status_code == 302
+    assert list(AuditEntry.objects.values_list("action", "details")) == []
+
+
+@pytest.mark.django_db
+def test_the_admin_index_says_how_many_sign_ups_await_approval_with_a_link(admin_client, django_user_model):
+    page = admin_client.get("/admin/").content.decode()
+    assert "None awaiting approval" in page
+    for name in ("dora", "erin"):
+        django_user_model.objects.create_user(name, password="pw-x-12345", is_active=False)
+    page = admin_client.get("/admin/").content.decode()
+    assert '<a href="/admin/auth/user/?status=pending">2 awaiting approval</a>' in page
+
+
+@pytest.mark.django_db
+def test_the_quota_sits_near_the_top_of_a_users_page(admin_client, alice):
+    page = admin_client.get(change_url(alice)).content.decode()
+    assert page.count('id="quota-group"') == 1
+    assert page.index('id="quota-group"') < page.index("Personal info") < page.index("Permissions")

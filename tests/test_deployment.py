@@ -154,3 +154,46 @@ def test_run_with_workers_2_serves_one_port_from_two_processes_and_sigterm_stops
         if run.poll() is None:
             run.kill()
             run.wait(timeout=10)
+
+
+# --- ./scripts/test sets up its own browser ---------------------------------------------------------------------
+
+
+def _ensure_chromium(path: str, fake_bin, debians: str = "/usr/bin/chromium") -> subprocess.CompletedProcess:
+    """scripts/_venv.sh's ensure_chromium, with `fake_bin` first on PATH (a fake apt-get records its calls)."""
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    script = f'source "{BASE_DIR}/scripts/_venv.sh" && ensure_chromium "{path}" "{debians}" && echo ready'
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_the_test_script_uses_chromium_when_it_is_there(tmp_path):
+    browser = tmp_path / "chromium"
+    browser.write_text("#!/bin/sh\n")
+    browser.chmod(0o755)
+    done = _ensure_chromium(str(browser), tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "ready"
+
+
+def test_the_test_script_says_the_one_command_when_it_cannot_install_chromium(tmp_path):
+    # A path other than Debian's is never installed by apt: the person is told what to run.
+    done = _ensure_chromium(str(tmp_path / "missing" / "chromium"), tmp_path)
+    assert done.returncode == 1
+    assert "Install it with: sudo apt-get install -y chromium" in done.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="installing with apt needs root (CI and these machines run as root)"
+)
+def test_the_test_script_installs_debians_chromium_with_apt_when_root(tmp_path):
+    # A fake apt-get stands in for Debian's: it records its arguments and "installs" the browser where
+    # Debian's path is said to be for this run.
+    browser, log = tmp_path / "usr-bin" / "chromium", tmp_path / "apt.log"
+    apt = tmp_path / "apt-get"
+    apt.write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\nmkdir -p {browser.parent}\n'
+        f'printf "#!/bin/sh\\n" > {browser}\nchmod +x {browser}\n'
+    )
+    apt.chmod(0o755)
+    done = _ensure_chromium(str(browser), tmp_path, debians=str(browser))
+    assert done.returncode == 0 and done.stdout.strip().endswith("ready"), done.stderr
+    assert log.read_text().splitlines() == ["update -qq", "install -y -qq chromium"]

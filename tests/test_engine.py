@@ -230,3 +230,20 @@ async def test_engine_start_is_once_per_event_loop():
 
     assert engine.start() is True
     assert engine.start() is False
+
+
+def test_a_retry_before_the_first_token_is_announced_to_the_tabs(upstream, sim_model, alice_socket):
+    sock = alice_socket()
+    upstream.enqueue(Reply(fault=Fault.RATE_LIMIT, retry_after=0.3), Reply(text="Here now."))
+    sock.send(type="send", text="Anyone there?", ref="t1")
+    ack = sock.wait_type("ack")
+    retrying = sock.wait_type("retrying")
+    assert retrying == {
+        "type": "retrying",
+        "conversation": ack["conversation"]["id"],
+        "message": ack["assistant_message"]["id"],
+        "attempt": 2,
+        "attempts": 3,
+        "provider": "Simulator",
+    }
+    assert sock.wait_end(ack["assistant_message"]["id"])["content"] == "Here now."

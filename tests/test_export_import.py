@@ -257,3 +257,75 @@ async def test_imported_chatgpt_branches_can_be_switched_over_the_websocket(clie
             for name, members in layer.groups.items()
             if name != listener and not name.endswith(f"__group__{listener}")
         )
+
+
+def test_images_keep_their_order_through_an_export_and_an_import(client, alice, charlie):
+    conversation = Conversation.objects.create(owner=alice, title="Order")
+    question = Message.objects.create(conversation=conversation, role="user", content="Which first?")
+    conversation.current_leaf = question
+    conversation.save()
+    for position, color in reversed(list(enumerate(["red", "green", "blue"]))):  # rows made out of order
+        data = png(color)
+        attachment = Attachment(
+            owner=alice,
+            message=question,
+            position=position,
+            mime="image/png",
+            width=8,
+            height=6,
+            bytes=len(data),
+        )
+        attachment.sha256 = hashlib.sha256(data).hexdigest()
+        attachment.file.save("image.png", ContentFile(data), save=False)
+        attachment.save()
+    expected = [png(c) for c in ["red", "green", "blue"]]
+    client.force_login(alice)
+    body = b"".join(client.get("/api/export").streaming_content)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        listed = json.loads(archive.read("conversations.json"))["conversations"][0]["messages"][0][
+            "attachments"
+        ]
+        assert [archive.read(a["file"]) for a in listed] == expected
+        markdown = next(archive.read(n).decode() for n in archive.namelist() if n.startswith("markdown/"))
+    assert [markdown.index(a["file"]) for a in listed] == sorted(markdown.index(a["file"]) for a in listed)
+    client.force_login(charlie)
+    client.post("/api/imports", {"file": ContentFile(body, name="export.zip")})
+    imported = Message.objects.get(conversation__owner=charlie, role="user")
+    assert [a.file.read() for a in imported.attachments.all()] == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("# Plan\n\n## Day 1\n###### Tiny", "### Plan\n\n#### Day 1\n###### Tiny"),
+        ("Overview\n========\n\nDetails\n-------\ntext", "### Overview\n\n#### Details\ntext"),
+        (
+            "```python\n# a comment, not a heading\n```\n# Real",
+            "```python\n# a comment, not a heading\n```\n### Real",
+        ),
+        ("| a | b |\n|---|---|\n| 1 | 2 |", "| a | b |\n|---|---|\n| 1 | 2 |"),
+        ("Text\n\n---\n\nMore #hashtag", "Text\n\n---\n\nMore #hashtag"),
+        ("- item\n---", "- item\n---"),
+    ],
+)
+def test_headings_in_answers_are_demoted_below_the_exports_own(answer, expected):
+    from conversations.services.export import demote_headings
+
+    assert demote_headings(answer) == expected
+
+
+def test_the_markdown_export_keeps_you_and_assistant_as_the_top_headings(client, alice):
+    conversation = Conversation.objects.create(owner=alice, title="Plans")
+    question = Message.objects.create(conversation=conversation, role="user", content="Plan my week")
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        content="# Week plan\n\n## Monday\nRest.",
+    )
+    conversation.current_leaf = answer
+    conversation.save()
+    client.force_login(alice)
+    text = client.get(f"/api/conversations/{conversation.public_id}/export?format=md").content.decode()
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings == ["# Plans", "## You", "## Assistant", "### Week plan", "#### Monday"]

@@ -206,3 +206,24 @@ def test_x_should_retry_overrides_our_judgement_except_for_quota():
 def test_x_should_retry_is_read_from_the_response():
     err = error_from_response(503, b"", {"x-should-retry": "false"})
     assert err.should_retry_header is False
+
+
+def test_a_one_second_wait_is_singular():
+    assert "Wait about 1 second and try again." in ProviderRateLimited(retry_after=0.8).user_message
+    assert "Wait about 3 seconds and try again." in ProviderRateLimited(retry_after=3).user_message
+
+
+@pytest.mark.parametrize(
+    ("detail", "ending"),
+    [
+        ("The server had an error while processing your request. Sorry about that!", "Sorry about that!"),
+        ("Is the model loaded?", "Is the model loaded?"),
+        ("Bad gateway.", "Bad gateway."),
+        ("Bad gateway", "Bad gateway."),
+    ],
+)
+def test_an_upstream_detail_ends_its_sentence_once(detail, ending):
+    message = errors.LLMError(detail, provider_name="OpenAI").user_message
+    assert message.endswith(ending) and not message.endswith(("!.", "?.", ".."))
+    said = errors.MidStreamError(detail, provider_name="OpenAI").user_message
+    assert f"{ending} Try regenerating the answer." in said

@@ -171,3 +171,18 @@ def test_a_snippet_is_a_window_around_the_first_match():
     assert "<mark>needle</mark>" in html
     assert len(html.split()) <= search.SNIPPET_WORDS + 2
     assert search.highlight("Café au lait", ["cafe"]) == "<mark>Café</mark> au lait"
+
+
+def test_snippets_are_plain_text_without_markdown_with_the_terms_highlighted(alice):
+    chat(
+        alice,
+        "Setup",
+        "How do I install it?",
+        "## Installing\n\nRun `pip install **pandas**` and read [the docs](https://pandas.pydata.org).\n\n"
+        "| package | version |\n|---|---|\n| pandas | 2.2 |",
+    )
+    [result] = search.search(alice, "pandas")
+    text = result["snippet"].replace("<mark>", "").replace("</mark>", "")
+    for syntax in ("##", "`", "**", "](", "|", "---"):
+        assert syntax not in text, syntax
+    assert "Run pip install <mark>pandas</mark> and read the docs" in result["snippet"]

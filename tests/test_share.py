@@ -106,3 +106,74 @@ def test_charlie_cannot_share_or_revoke_alices_conversation(client, alice, charl
     assert client.get(f"/api/conversations/{conversation.public_id}/share").status_code == 404
     assert Client().get(url).status_code == 200
     assert SharedConversation.objects.count() == 1
+
+
+def chat_with_images(owner, *colors, text="What are these?"):
+    """A first question with images attached in the order of `colors` (their rows made in reverse, like
+    uploads that finish out of order), and an answer."""
+    import hashlib
+    import io
+
+    from django.core.files.base import ContentFile
+    from PIL import Image
+
+    from conversations.models import Attachment
+
+    conversation = conversation_with(owner, "Colours", text, "Two squares.")
+    question = conversation.messages.get(role="user")
+    datas = []
+    for position, color in reversed(list(enumerate(colors))):
+        out = io.BytesIO()
+        Image.new("RGB", (160, 120), color).save(out, "PNG")
+        data = out.getvalue()
+        attachment = Attachment(
+            owner=owner,
+            message=question,
+            position=position,
+            mime="image/png",
+            width=160,
+            height=120,
+            bytes=len(data),
+        )
+        attachment.sha256 = hashlib.sha256(data).hexdigest()
+        attachment.file.save("x.png", ContentFile(data), save=False)
+        attachment.save()
+        datas.insert(0, data)
+    return conversation, datas
+
+
+def test_a_shared_page_shows_the_chats_images_in_order_with_alt_text_through_the_token(client, alice):
+    conversation, datas = chat_with_images(alice, "red", "blue")
+    client.force_login(alice)
+    url = share(client, conversation)
+    anonymous = Client()
+    html = anonymous.get(url).content.decode()
+    assert f'src="{url}/images/1" alt="Image 1 of 2 attached to the prompt"' in html
+    assert f'src="{url}/images/2" alt="Image 2 of 2 attached to the prompt"' in html
+    for number, data in enumerate(datas, 1):  # red first, as attached
+        response = anonymous.get(f"{url}/images/{number}")
+        assert response.status_code == 200 and response["Content-Type"] == "image/png"
+        assert b"".join(response.streaming_content) == data
+        assert "no-cache" in response["Cache-Control"]
+    assert anonymous.get(f"{url}/images/3").status_code == 404
+    assert anonymous.get(f"{url}/images/0").status_code == 404
+    # The page names images by number only: no upload ids.
+    for attachment in conversation.messages.get(role="user").attachments.all():
+        assert str(attachment.public_id) not in html
+
+
+def test_turning_the_link_off_turns_its_images_off(client, alice):
+    conversation, _ = chat_with_images(alice, "red")
+    client.force_login(alice)
+    url = share(client, conversation)
+    assert Client().get(f"{url}/images/1").status_code == 200
+    client.delete(f"/api/conversations/{conversation.public_id}/share")
+    gone = Client().get(f"{url}/images/1", HTTP_ACCEPT="text/html")
+    assert gone.status_code == 404 and b"Image not available" in gone.content
+
+
+def test_an_image_only_prompt_is_shared_too(client, alice):
+    conversation, _ = chat_with_images(alice, "red", text="")
+    client.force_login(alice)
+    html = Client().get(share(client, conversation)).content.decode()
+    assert 'alt="Image attached to the prompt"' in html and "Two squares." in html

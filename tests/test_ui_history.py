@@ -75,6 +75,13 @@ def test_search_shows_snippets_and_opens_the_chat_at_the_message(signed_in, live
     result = nav.get_by_role("link", name=re.compile("Reading CSV files in Python"))
     expect(result).to_be_visible()
     expect(result.locator("mark").first).to_have_text(re.compile("polars", re.I))
+    # An answer's snippet reads as plain text: "lazy until you `collect()`" shows no code marks.
+    page.get_by_role("searchbox", name="Search chats").fill("collect")
+    expect(result.locator("mark").first).to_have_text(re.compile("collect", re.I))
+    expect(result).to_contain_text("lazy until you collect()")
+    assert "`" not in result.inner_text()
+    page.get_by_role("searchbox", name="Search chats").fill("polars")
+    expect(result.locator("mark").first).to_have_text(re.compile("polars", re.I))
     page.screenshot(path=ARTIFACTS / "history-search-light.png")
     set_theme(page, "dark")
     page.screenshot(path=ARTIFACTS / "history-search-dark.png")

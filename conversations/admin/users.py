@@ -94,6 +94,7 @@ admin.site.unregister(User)
 @admin.register(User)
 class UserAdmin(AuditedAdmin, DjangoUserAdmin):
     inlines = [UserQuotaInline]
+    change_form_template = "admin/auth/user/change_form_quota_first.html"  # the quota near the top
     # The email under the user name; tokens compact (exact in the title and on the user's page).
     list_display = ["user", "status", "is_staff", "month_cost", "month_tokens_short", "last_seen"]
     list_display_links = ["user"]

@@ -46,6 +46,12 @@ def status(conversation_id: str, message_id: str, status: str, provider: str, mo
             "provider": provider, "model": model}  # fmt: skip
 
 
+def retrying(conversation_id: str, message_id: str, attempt: int, attempts: int, provider: str) -> Frame:
+    """No first token yet: the provider failed and is being asked again ("Retrying (2 of 3)…")."""
+    return {"type": "retrying", "conversation": conversation_id, "message": message_id, "attempt": attempt,
+            "attempts": attempts, "provider": provider}  # fmt: skip
+
+
 def delta(conversation_id: str, message_id: str, offset: int, text: str) -> Frame:
     """`text` of the answer starting at character `offset` (Unicode code points)."""
     return {"type": "delta", "conversation": conversation_id, "message": message_id, "offset": offset,

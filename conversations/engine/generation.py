@@ -122,6 +122,7 @@ class Generation:
         self.shutdown_requested = False
         self.finished = False
         self.frame_max_chars = settings.CHAT_FRAME_MAX_CHARS  # read per token: not through the settings proxy
+        self.title_wanted = prepared.needs_title  # a first answer: titled once it has about a sentence
         # Set while the turn's transaction may still roll back (start_held): no frame and no save before it
         # is done; cancelled by abandon().
         self.gate: asyncio.Future[None] | None = None
@@ -212,6 +213,9 @@ class Generation:
             )
             if not offset:  # the answer's first frame: its time to first token
                 metrics.first_frame(self.received_at, self.requested_at, self.last_flush)
+            if self.title_wanted and titles.answer_is_enough(self.sent_text):  # once per frame, not per token
+                self.title_wanted = False
+                titles.start(self.prepared, self.result, self.sent_text)
 
     async def _answer_sync(self, reply_to: str, offset: int) -> None:
         async with self.lock:
@@ -223,6 +227,13 @@ class Generation:
                 logger.warning(
                     "sync reply for answer %s dropped: the asking socket's channel is full", self.message_pk
                 )
+
+    async def _retrying(self, attempt: int, attempts: int, provider: str) -> None:
+        """Before the first token, the provider failed and is asked again: every tab says so."""
+        await notify.to_conversation(
+            self.conversation_id,
+            frames.retrying(self.conversation_id, self.message_id, attempt, attempts, provider),
+        )
 
     async def _end(self, message: dict) -> None:
         await notify.to_conversation(self.conversation_id, frames.end(self.conversation_id, message))
@@ -316,7 +327,7 @@ class Generation:
             self.text, outcome, self.result, self.prepared, duration
         )
         await self._end(final)
-        if self.prepared.needs_title and outcome.status == Message.Status.COMPLETE:
+        if self.title_wanted and outcome.status == Message.Status.COMPLETE:  # too short to title earlier
             await titles.write_title(self.prepared, self.result)
 
     async def _read(self) -> Outcome:
@@ -324,7 +335,9 @@ class Generation:
         self.requested_at = time.monotonic()
         try:
             config = ClientConfig.from_settings()
-            async with open_stream(prepared.request, prepared.routes, config=config, pacer=self) as stream:
+            async with open_stream(
+                prepared.request, prepared.routes, config=config, pacer=self, on_retry=self._retrying
+            ) as stream:
                 self.result = stream.result
                 async for event in stream:
                     if type(event) in TEXT_EVENTS:

@@ -46,7 +46,7 @@ import math
 import threading
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +85,9 @@ from conversations.llm.retry import plan_retry
 from conversations.llm.routes import Route
 from conversations.llm.sse import SSEProtocolError, StreamDecoder, parse_usage
 from conversations.llm.transport import AsyncioTransport
+
+# Told before each retry's wait: (the attempt about to start, attempts per route, the provider's name).
+RetryListener = Callable[[int, int, str], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
@@ -217,14 +220,20 @@ def open_stream(
     *,
     client: httpx.AsyncClient | None = None,
     pacer: Pacer | None = None,
+    on_retry: RetryListener | None = None,
 ) -> ChatStream:
     """A stream of events for `request`, served by the first route that works. Use as `async with`.
+
+    `on_retry(attempt, attempts, provider_name)`: awaited before each retry's wait, so a person can be told
+    "Retrying (2 of 3)…" (`attempts`: tries per route, CHAT_MAX_RETRIES + 1). Its errors are logged, never raised.
 
     `pacer`: after the first token, `await pacer.idle()` runs each time the stream has yielded every event it
     received and is about to wait for the network; nothing is read before the loop time it returns (None:
     read now). See pacing.py and README.md ("Paced reads").
     """
-    return ChatStream(request, routes, config or ClientConfig.from_settings(), client, pacer=pacer)
+    return ChatStream(
+        request, routes, config or ClientConfig.from_settings(), client, pacer=pacer, on_retry=on_retry
+    )
 
 
 @dataclass
@@ -252,8 +261,10 @@ class ChatStream:
         client: httpx.AsyncClient | None = None,
         *,
         pacer: Pacer | None = None,
+        on_retry: RetryListener | None = None,
     ) -> None:
         self.request = request
+        self.on_retry = on_retry
         self.routes = list(routes)
         self.config = config
         self._client = client
@@ -349,6 +360,7 @@ class ChatStream:
                     if delay is not None:
                         self._failed(err, route, number, f"retry in {delay:.2f}s")
                         observer.provider_retry(route.provider_name)
+                        await self._tell_retry(retries_done + 2, config.max_retries + 1, route.provider_name)
                         await asyncio.sleep(delay)
                         retries_done += 1
                         continue
@@ -359,6 +371,14 @@ class ChatStream:
                     break
         assert last_error is not None
         raise last_error
+
+    async def _tell_retry(self, attempt: int, attempts: int, provider_name: str) -> None:
+        if self.on_retry is None:
+            return
+        try:
+            await self.on_retry(attempt, attempts, provider_name)
+        except Exception:  # telling the person must never cost the answer
+            logger.exception("on_retry listener failed")
 
     def _failed(self, err: LLMError, route: Route, number: int, action: str) -> LLMError:
         err.provider_name = err.provider_name or route.provider_name

@@ -64,7 +64,7 @@ class LLMError(Exception):
         return _public(self._describe())
 
     def _describe(self) -> str:
-        return f"{self._who()} returned an error: {_bare(self.detail) or 'no detail given'}."
+        return f"{self._who()} returned an error: {_sentence(self.detail or 'no detail given')}"
 
     def _who(self, start: bool = True) -> str:
         """'The provider "Name"', or 'the provider "Name"' mid-sentence."""
@@ -123,7 +123,7 @@ class PermissionDenied(LLMError):
     kind = "permission_denied"
 
     def _describe(self) -> str:
-        why = f" It said: {_bare(self.detail)}." if self.detail else ""
+        why = f" It said: {_sentence(self.detail)}" if self.detail else ""
         return (
             f"{self._who()} refused access to {self._model()} (HTTP 403). The key may not have access to this "
             f"model, or the provider does not serve this region.{why}"
@@ -151,7 +151,8 @@ class ProviderRateLimited(LLMError):
 
     def _describe(self) -> str:
         if self.retry_after:
-            wait = f"Wait about {max(1, round(self.retry_after))} seconds and try again."
+            seconds = max(1, round(self.retry_after))
+            wait = f"Wait about {seconds} second{'s' if seconds != 1 else ''} and try again."
         else:
             wait = "Wait a moment and try again."
         return f"{self._who()} is limiting how many requests this site may send right now. {wait}"
@@ -191,7 +192,7 @@ class BadRequest(LLMError):
     kind = "bad_request"
 
     def _describe(self) -> str:
-        return f"{self._who()} rejected the request: {_bare(self.detail) or 'no reason given'}."
+        return f"{self._who()} rejected the request: {_sentence(self.detail or 'no reason given')}"
 
 
 class ContextTooLong(BadRequest):
@@ -317,8 +318,8 @@ class MidStreamError(LLMError):
     kind = "midstream_error"
 
     def _describe(self) -> str:
-        said = f": {_bare(self.detail)}" if self.detail else ""
-        return f"{self._who()} reported an error while answering{said}. Try regenerating the answer."
+        said = f": {_sentence(self.detail)}" if self.detail else "."
+        return f"{self._who()} reported an error while answering{said} Try regenerating the answer."
 
 
 class UpstreamTruncated(LLMError):
@@ -368,9 +369,11 @@ def _public(text: str) -> str:
     return re.sub(r"\s+([.,:;])", r"\1", text).strip()
 
 
-def _bare(text: str) -> str:
-    """Upstream text without its closing full stop, so we can end the sentence ourselves."""
-    return text.rstrip().rstrip(".")
+def _sentence(text: str) -> str:
+    """Upstream text as a sentence of ours: ended by its own ! or ? or … if it has one, else by one full stop
+    (never "Sorry about that!.")."""
+    text = text.rstrip().rstrip(".")
+    return text if text.endswith(("!", "?", "…")) else f"{text}."
 
 
 def _clip(text: str) -> str:

@@ -114,7 +114,10 @@ class SessionUsers:
             with contextlib.suppress(TypeError, ValueError, ValidationError):
                 ids.add(User._meta.pk.to_python(session.get(SESSION_KEY)))
         self._users = {
-            user.pk: user for user in User._default_manager.select_related("quota").filter(pk__in=ids)
+            user.pk: user
+            for user in User._default_manager.select_related("quota", "custom_instructions").filter(
+                pk__in=ids
+            )
         }
 
     def user_ids(self) -> list:

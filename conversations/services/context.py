@@ -19,6 +19,7 @@ from conversations.llm.request import ChatMessage, ChatParams, ChatRequest, Imag
 from conversations.llm.routes import Route
 from conversations.llm.tokens import estimate_message_tokens, estimate_prompt_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message
+from conversations.services import custom_instructions
 from conversations.services.model_choices import ModelChoices
 from conversations.services.personal_keys import routes_for_user
 from conversations.services.tree import History, history_of
@@ -82,6 +83,7 @@ def build_request(
     path: list[Message],
     chat_model: ChatModel,
     images_of: Mapping[int, list[Attachment]] | None = None,
+    instructions: str = "",
 ) -> PreparedContext:
     """`images_of`: each user message's images by pk, when read already (a tree.History); else each message's
     `attachments`, prefetched or one query each."""
@@ -90,9 +92,10 @@ def build_request(
     if params.max_output_tokens is None:
         # Send the allowance we reserved for, so the reservation really bounds the cost.
         params = ChatParams.from_dict({**(conversation.params or {}), "max_tokens": max_output})
-    system = (
-        [ChatMessage(role="system", text=conversation.system_prompt)] if conversation.system_prompt else []
-    )
+    # The person's custom instructions come first, then the chat's own system prompt; trimming keeps both.
+    system = [
+        ChatMessage(role="system", text=text) for text in (instructions, conversation.system_prompt) if text
+    ]
     # CHAT_KEEP_OLD_IMAGES=false: only the newest user message carries its images (older turns keep their text).
     newest_user = next((m.pk for m in reversed(path) if m.role == Message.Role.USER), None)
     keep_all = settings.CHAT_KEEP_OLD_IMAGES
@@ -157,7 +160,9 @@ def prepare(
     chat_model = message.model
     if chat_model is None:
         raise llm_errors.NoRouteAvailable("the answer's model was deleted")
-    prepared_context = build_request(conversation, path, chat_model, history.images)
+    prepared_context = build_request(
+        conversation, path, chat_model, history.images, custom_instructions.system_text(owner)
+    )
     # The owner's own key, if they brought one.
     routes = routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk, choices=choices)
     if conversation.model_pinned and conversation.model_id == chat_model.pk:
@@ -175,7 +180,7 @@ def prepare(
         routes=routes,
         trimmed=prepared_context.trimmed,
         prompt_estimate=prepared_context.prompt_estimate,
-        needs_title=not conversation.title,
+        needs_title=not conversation.title or conversation.title_provisional,
         message=message,
         chat_model=chat_model,
     )

@@ -18,7 +18,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from conversations.models import Attachment, Conversation, Message
-from conversations.services import tree
+from conversations.services import custom_instructions, tree
 from conversations.services.access import get_conversation_for_user
 
 FORMAT = "chatsite.conversations"
@@ -83,17 +83,54 @@ def export_conversation_dict(conversation: Conversation, messages: list[Message]
     }
 
 
-def envelope(conversations: list[dict]) -> dict:
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "exported_at": timezone.now().isoformat(),
-        "conversations": conversations,
-    }
+def envelope(conversations: list[dict], instructions: dict | None = None) -> dict:
+    """Our JSON format. `instructions`: the account's custom instructions (the export of all chats only)."""
+    data = {"format": FORMAT, "version": VERSION, "exported_at": timezone.now().isoformat()}
+    if instructions is not None:
+        data["custom_instructions"] = instructions
+    data["conversations"] = conversations  # last: the zip streams the list after the head
+    return data
 
 
 def _messages(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.prefetch_related("attachments").order_by("created_at", "id"))
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ATX = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
+
+
+def demote_headings(text: str, levels: int = 2) -> str:
+    """`text`'s Markdown headings `levels` lower (at most h6), code blocks untouched: an answer's "# Title"
+    must sit below the export's "## You" / "## Assistant", not above them."""
+    lines = text.split("\n")
+    out: list[str] = []
+    fence = ""
+    for line in lines:
+        if fence:
+            out.append(line)
+            if line.lstrip().startswith(fence):
+                fence = ""
+            continue
+        if match := _FENCE.match(line):
+            fence = match.group(1)[0] * 3
+            out.append(line)
+            continue
+        if match := _ATX.match(line):
+            hashes = "#" * min(len(match.group(2)) + levels, 6)
+            out.append(match.group(1) + hashes + line[match.end() :])
+            continue
+        setext = _SETEXT.match(line)
+        previous = out[-1] if out else ""
+        underlined = bool(setext) and previous.strip() and not _ATX.match(previous) and "|" not in previous
+        # "- item" over "---" is a list and a rule, not a heading.
+        if underlined and (setext.group(1)[0] == "=" or not previous.lstrip().startswith(("-", "*", "+"))):
+            level = 1 if setext.group(1)[0] == "=" else 2
+            out[-1] = "#" * min(level + levels, 6) + " " + previous.strip()
+            continue
+        out.append(line)
+    return "\n".join(out)
 
 
 def markdown(conversation: Conversation, messages: list[Message], *, image_links: bool = False) -> str:
@@ -111,7 +148,7 @@ def markdown(conversation: Conversation, messages: list[Message], *, image_links
         lines += ["", f"## {who}{model}", ""]
         for attachment in message.attachments.all():
             lines.append(f"![image](../{image_name(attachment)})" if image_links else "[image]")
-        lines.append(message.content)
+        lines.append(demote_headings(message.content))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -185,7 +222,7 @@ def stream_zip(user) -> Iterable[bytes]:
         listing = zipfile.ZipInfo("conversations.json", date_time)
         listing.compress_type = zipfile.ZIP_DEFLATED
         with archive.open(listing, "w", force_zip64=True) as out:
-            head = json.dumps(envelope([]), ensure_ascii=False)
+            head = json.dumps(envelope([], custom_instructions.export_dict(user)), ensure_ascii=False)
             out.write(head[: head.rindex("[") + 1].encode())
             first = True
             for conversation in _user_conversations(user):

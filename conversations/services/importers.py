@@ -26,7 +26,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from conversations.models import Attachment, ChatModel, Conversation, ImportJob, Message, attachment_path
-from conversations.services import export, uploads
+from conversations.services import custom_instructions, export, uploads
 from conversations.services.access import parse_uuid
 from conversations.services.errors import InvalidInput, NotFound, TooLarge
 
@@ -81,6 +81,8 @@ class Report:
     messages: int = 0
     images: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> count
+    instructions: dict | None = None  # custom instructions found in the file (our format), checked
+    instructions_imported: bool = False  # ...and applied (the user had written none of their own)
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +90,7 @@ class Report:
             "messages": self.messages,
             "images": self.images,
             "skipped": [{"reason": reason, "count": n} for reason, n in sorted(self.skipped.items())],
+            "custom_instructions": self.instructions_imported,
         }
 
 
@@ -130,6 +133,10 @@ def parse_ours(payload: dict, files: dict[str, bytes] | None, report: Report) ->
     conversations = payload.get("conversations")
     if not isinstance(conversations, list):
         _fail("it has no list of conversations.")
+    try:
+        report.instructions = custom_instructions.parse_export(payload.get("custom_instructions"))
+    except InvalidInput as exc:
+        _fail(exc.message)
     drafts = []
     now = timezone.now()
     for index, item in enumerate(conversations):
@@ -389,10 +396,11 @@ def write_drafts(user, drafts: list[Draft], report: Report, progress=None, saved
         if rows:
             Message.objects.bulk_update(list(rows.values()), ["created_at", "updated_at"], batch_size=500)
         for m in draft.messages:
-            for image in m.images:
+            for position, image in enumerate(m.images):  # in the order the file lists them
                 attachment = Attachment(
                     owner=user,
                     message_id=pks[m.key],
+                    position=position,
                     mime=image.mime,
                     width=image.width,
                     height=image.height,
@@ -432,6 +440,7 @@ def _write(user, drafts: list[Draft], report: Report, progress=None) -> None:
     try:
         with transaction.atomic():
             write_drafts(user, drafts, report, progress, saved)
+            report.instructions_imported = custom_instructions.import_instructions(user, report.instructions)
     except Exception:
         for name in saved:  # the rows went with the transaction; the files it wrote must go too
             uploads._delete_file_if_unused(name)

@@ -20,6 +20,7 @@ from django.db.models.expressions import RawSQL
 from django.utils.html import escape
 
 from conversations.models import Conversation, Message
+from conversations.services.plaintext import plain_text
 
 LIMIT = 20
 CANDIDATES = 200  # best-ranked messages looked at to find LIMIT conversations
@@ -90,7 +91,8 @@ def _fold(text: str) -> str:
 def highlight(text: str, words: list[str], size: int = SNIPPET_WORDS) -> str:
     """About `size` words of `text` around the first match, matches marked, as safe HTML."""
     folded = [_fold(w) for w in words]
-    text = text.replace(START, "").replace(STOP, "")  # marks in the text itself would pass for matches
+    # As plain text: "## Install **pandas**" reads "Install pandas" in a list of results.
+    text = plain_text(text.replace(START, "").replace(STOP, ""))  # marks in the text would pass for matches
     tokens = list(WORD.finditer(text))
     hits = [i for i, t in enumerate(tokens) if any(_fold(t.group()).startswith(w) for w in folded)]
     if not tokens:
@@ -193,7 +195,7 @@ def _postgres_hits(user, words: list[str]) -> list[Hit]:
     )
     # ts_rank is higher-is-better: negate so both backends sort ascending.
     return [
-        Hit(str(cid), title, str(mid), marked_html(headline), rank=-float(rank))
+        Hit(str(cid), title, str(mid), marked_html(plain_text(headline)), rank=-float(rank))
         for cid, title, mid, headline, rank in rows
     ]
 

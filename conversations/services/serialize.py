@@ -90,6 +90,7 @@ def message_dict(
         "provider": message.provider_name,
         "usage": usage,
         "cost": str(message.cost) if message.cost is not None else None,
+        "own_key": message.own_key,  # answered on the user's own key: their spend, not the site's
         "ttft_ms": message.ttft_ms,
         "duration_ms": message.duration_ms,
         "tokens_per_second": message.tokens_per_second,

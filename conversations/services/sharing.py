@@ -1,5 +1,7 @@
-"""Read-only public links. A share copies the active branch (roles and text only) at the moment it is made,
-so the page shows exactly that and reaches nothing else: no names, no ids, no later turns."""
+"""Read-only public links. A share copies the active branch (roles, text and which images) at the moment it is
+made, so the page shows exactly that and reaches nothing else: no names, no ids, no later turns. Its images
+are served through the share's token by their number in the snapshot (`shared_image`): turning the link off
+turns them off too."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import secrets
 
 from django.utils import timezone
 
-from conversations.models import SharedConversation
+from conversations.models import Attachment, SharedConversation
 from conversations.services import tree
 from conversations.services.access import get_conversation_for_user
 from conversations.services.errors import NotFound
@@ -22,14 +24,20 @@ def create_share(user, conversation_id: str) -> dict:
     conversation = get_conversation_for_user(user, conversation_id)
     messages = tree.load_messages(conversation)
     path = tree.active_path(messages, conversation.current_leaf_id)
-    snapshot = {
-        "title": conversation.title,
-        "messages": [
-            {"role": m.role, "content": m.content}
-            for m in path
-            if m.role in ("user", "assistant") and m.content
-        ],
-    }
+    path = [m for m in path if m.role in ("user", "assistant")]
+    images_of: dict[int, list[Attachment]] = {}
+    for attachment in Attachment.objects.filter(message__in=[m for m in path if m.role == "user"]):
+        images_of.setdefault(attachment.message_id, []).append(attachment)  # in the order attached
+    image_pks: list[int] = []  # kept server-side only: the page names an image by its number
+    messages = []
+    for m in path:
+        images = []
+        for attachment in images_of.get(m.pk, []):
+            image_pks.append(attachment.pk)
+            images.append({"n": len(image_pks), "width": attachment.width, "height": attachment.height})
+        if m.content or images:
+            messages.append({"role": m.role, "content": m.content, "images": images})
+    snapshot = {"title": conversation.title, "messages": messages, "image_pks": image_pks}
     SharedConversation.objects.filter(conversation=conversation, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
@@ -52,8 +60,13 @@ def revoke_share(user, conversation_id: str) -> None:
     )
 
 
+class ShareTurnedOff(NotFound):
+    """The link existed: its owner revoked it or deleted the chat."""
+
+
 def shared_snapshot(token: str) -> dict:
-    """What the public page shows, or NotFound for an unknown, revoked or deleted one. One query."""
+    """What the public page shows; NotFound for an unknown link, ShareTurnedOff for a revoked one or one whose
+    chat was deleted. One query for a live link."""
     share = (
         SharedConversation.objects.filter(
             token=token, revoked_at__isnull=True, conversation__deleted_at__isnull=True
@@ -62,5 +75,37 @@ def shared_snapshot(token: str) -> dict:
         .first()
     )
     if share is None or not token:
-        raise NotFound("This link doesn't exist or was turned off.")
-    return {**share.snapshot, "shared_at": share.created_at}
+        # A second query only for a link that doesn't open: was there one here, that its owner turned off
+        # (or whose chat they deleted)?
+        if token and SharedConversation.objects.filter(token=token).exists():
+            raise ShareTurnedOff("This link was turned off by its owner.")
+        raise NotFound("This link doesn't exist.")
+    snapshot = {k: v for k, v in share.snapshot.items() if k != "image_pks"}
+    for message in snapshot.get("messages", []):
+        count = len(message.get("images", []))
+        for index, image in enumerate(message.get("images", []), 1):
+            image["alt"] = (
+                f"Image {index} of {count} attached to the prompt"
+                if count > 1
+                else "Image attached to the prompt"
+            )
+    return {**snapshot, "shared_at": share.created_at}
+
+
+def shared_image(token: str, number: int) -> Attachment:
+    """Image `number` (1-based) of a live share; NotFound for a revoked link, a deleted chat or no such image.
+    Two queries."""
+    share = (
+        SharedConversation.objects.filter(
+            token=token, revoked_at__isnull=True, conversation__deleted_at__isnull=True
+        )
+        .only("snapshot")
+        .first()
+    )
+    image_pks = share.snapshot.get("image_pks", []) if share is not None and token else []
+    if not 1 <= number <= len(image_pks):
+        raise NotFound("This image isn't part of a shared chat.")
+    attachment = Attachment.objects.filter(pk=image_pks[number - 1]).first()
+    if attachment is None:
+        raise NotFound("This image isn't part of a shared chat.")
+    return attachment

@@ -72,7 +72,8 @@ def update_conversation(user, conversation_id: str, changes: dict) -> dict:
         if not isinstance(title, str) or len(title) > TITLE_MAX:
             raise InvalidInput(f"A title is text of at most {TITLE_MAX} characters.")
         conversation.title = " ".join(title.split())
-        fields.append("title")
+        conversation.title_provisional = False  # the person's own title: the title model never replaces it
+        fields += ["title", "title_provisional"]
     for flag in ("pinned", "archived"):
         if flag in changes:
             if not isinstance(changes[flag], bool):

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from conversations.llm.tokens import image_tokens
 from conversations.models import Attachment, ChatModel, Conversation, Message, UserQuota
-from conversations.services import access, answers, context, limits, personal_keys, quotas, tree
+from conversations.services import access, answers, context, limits, personal_keys, quotas, titles, tree
 from conversations.services.access import get_conversation_for_turn, get_message_for_user
 from conversations.services.errors import EMPTY_MESSAGE, Busy, InvalidInput, NotFound
 from conversations.services.model_choices import ModelChoices
@@ -250,7 +250,9 @@ def _send(
     if system_prompt is not None:
         conversation.system_prompt = system_prompt
     _remember_model(conversation, chat_model)
-    if created:
+    if created:  # titled at once from the prompt; the title model's title replaces it (engine/titles.py)
+        conversation.title = titles.provisional_title(text, len(attachments))
+        conversation.title_provisional = True
         conversation.save()
     user_message = Message.objects.create(
         conversation=conversation,
@@ -557,6 +559,9 @@ class TurnBatch:
         if data["system_prompt"] is not None:
             conversation.system_prompt = data["system_prompt"]
         _remember_model(conversation, chat_model)
+        if created:  # titled at once from the prompt; the title model's title replaces it (engine/titles.py)
+            conversation.title = titles.provisional_title(data["text"], len(attachments))
+            conversation.title_provisional = True
         question = Message(
             conversation=conversation,
             parent=None if created else conversation.current_leaf,

@@ -69,6 +69,7 @@ from typing import Any
 
 __all__ = [
     "DEMO_REPLY_TEXT",
+    "TITLE_REQUEST_PREFIX",
     "Disconnect",
     "Fault",
     "RecordedRequest",
@@ -76,6 +77,7 @@ __all__ = [
     "UpstreamSimulator",
     "estimate_prompt_tokens",
     "split_tokens",
+    "title_from_prompt",
 ]
 
 # Word-ish tokens that keep their leading whitespace, so "".join(split_tokens(t)) == t.
@@ -109,9 +111,38 @@ DEMO_REPLY_TEXT = (
     "def greet(name: str) -> str:\n"
     '    return f"Hello, {name}!"\n'
     "```\n\n"
+    "A table:\n\n"
+    "| Model | Context | Vision |\n"
+    "|---|---:|:---:|\n"
+    "| gpt-4o | 128k | yes |\n"
+    "| gpt-4o-mini | 128k | yes |\n\n"
+    "And some math, inline \\(e^{i\\pi} + 1 = 0\\) and on its own line:\n\n"
+    "\\[\\int_0^1 x^2 \\, dx = \\frac{1}{3}\\]\n\n"
     "- Replies stream token by token.\n"
     "- Point `OPENAI_BASE_URL` at a real provider to talk to a real model.\n"
 )
+
+# What the site asks a title model (conversations/services/titles.py): recognised so that a simulator with
+# `title_replies` answers it with a few words of the person's first message instead of the demo answer.
+TITLE_REQUEST_PREFIX = "Write a short title"
+_TITLE_USER_LINE = re.compile(r"^User: (.*?)(?:\n\nAssistant:|$)", re.S)
+
+
+def title_from_prompt(body: Any) -> str | None:
+    """A short title drawn from a title request's prompt, or None when `body` is not a title request."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or len(messages) < 2:
+        return None
+    system, user = messages[0], messages[-1]
+    if not (isinstance(system, dict) and str(system.get("content", "")).startswith(TITLE_REQUEST_PREFIX)):
+        return None
+    content = user.get("content", "") if isinstance(user, dict) else ""
+    match = _TITLE_USER_LINE.match(content if isinstance(content, str) else "")
+    words = re.findall(r"[\w'\u2019-]+", match.group(1) if match else "")[:5]  # and curly apostrophes
+    if not words:
+        return "New conversation"
+    title = " ".join(words)
+    return title[0].upper() + title[1:]
 
 
 def split_tokens(text: str) -> list[str]:
@@ -778,6 +809,9 @@ class UpstreamSimulator:
         self.required_api_key: str | None = None
         # Bodies declared larger than this get Cloudflare's HTML 413 without being read.
         self.max_body_bytes = MAX_BODY_BYTES
+        # Answer the site's title requests with a title drawn from their prompt when no reply is queued for
+        # them (the CLI turns this on; tests script their titles).
+        self.title_replies = False
         # Called on the server thread for every recorded request (e.g. the CLI logs them). Keep it fast.
         self.on_request: Callable[[RecordedRequest], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -917,6 +951,7 @@ class UpstreamSimulator:
         may record a Disconnect whose request_index predates the reset.)"""
         self.required_api_key = None
         self.max_body_bytes = MAX_BODY_BYTES
+        self.title_replies = False
         with self._lock:
             self._queue.clear()
             self._requests.clear()
@@ -1120,6 +1155,9 @@ class UpstreamSimulator:
                 await conn.pause(2.0)
             return False
         if path in CHAT_PATHS and method == "POST":
+            title = title_from_prompt(recorded.json) if self.title_replies else None
+            if title is not None and not self.pending:
+                return await self._chat(conn, request, recorded, Reply(text=title))
             return await self._chat(conn, request, recorded, self._next_reply())
         if method == "GET" and path == "/v1/models":
             return await self._send_json(conn, 200, openai_models_payload(), request)

@@ -3,7 +3,7 @@ from functools import cache
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.templatetags.static import static
@@ -13,12 +13,17 @@ from django.utils.safestring import mark_safe
 from conversations.services import model_menu
 from conversations.services.access import get_conversation_for_user
 from conversations.services.errors import NotFound
+from conversations.views import error_pages
 
 # Third-party ES modules, imported by bare name from static/js/chat/*.js (pinned in static/vendor/README.md).
 VENDOR_MODULES = {
     "marked": "vendor/marked-18.2.1/marked.esm.js",
     "dompurify": "vendor/dompurify-3.4.18/purify.es.mjs",
     "highlight.js": "vendor/highlight.js-11.12.0/highlight.min.js",
+    # Loaded only when an answer has math (static/js/chat/markdown.js); the stylesheet is found through the
+    # import map too (import.meta.resolve), so its hashed name needs no template.
+    "katex": "vendor/katex-0.19.1/katex.mjs",
+    "katex-css": "vendor/katex-0.19.1/katex.min.css",
 }
 CHAT_MODULES = settings.BASE_DIR / "static" / "js" / "chat"
 
@@ -41,8 +46,8 @@ def home(request: HttpRequest, conversation_id=None) -> HttpResponse:
     if conversation_id is not None:
         try:
             get_conversation_for_user(request.user, conversation_id)
-        except NotFound as exc:
-            raise Http404("No such conversation.") from exc
+        except NotFound:
+            return error_pages.error_page(request, 404, error_pages.CHAT_NOT_FOUND)
     boot = {
         "conversation": str(conversation_id) if conversation_id else None,
         "models": model_menu.menu_for(request.user),

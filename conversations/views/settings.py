@@ -1,6 +1,8 @@
-"""The user's settings page: account details, their quotas and what is used, and personal API keys.
+"""The user's settings page: account details, custom instructions, their quotas and what is used, and personal
+API keys.
 
-Thin: the keys are conversations.services.personal_keys, the quota figures conversations.services.quotas.
+Thin: the keys are conversations.services.personal_keys, the quota figures conversations.services.quotas, the
+instructions conversations.services.custom_instructions.
 A key is posted once and never sent back to the browser: the page shows only its last four characters.
 """
 
@@ -13,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from conversations.services import personal_keys, quotas
+from conversations.services import custom_instructions, personal_keys, quotas
 from conversations.services.errors import ServiceError
 
 
@@ -23,7 +25,15 @@ from conversations.services.errors import ServiceError
 def page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
-            if request.POST.get("action") == "remove":
+            if request.POST.get("action") == "instructions":
+                custom_instructions.save(
+                    request.user,
+                    request.POST.get("about_user", ""),
+                    request.POST.get("response_style", ""),
+                    request.POST.get("enabled") == "on",
+                )
+                messages.success(request, "Your custom instructions were saved. They apply to every chat.")
+            elif request.POST.get("action") == "remove":
                 personal_keys.remove_key(request.user, request.POST.get("provider", ""))
                 messages.success(request, "Your key was removed.")
             else:
@@ -35,6 +45,8 @@ def page(request: HttpRequest) -> HttpResponse:
             messages.error(request, exc.message)
         return redirect("settings")
     context = {
+        "instructions": custom_instructions.get(request.user),
+        "instructions_max": custom_instructions.MAX_CHARS,
         "quota_lines": quotas.summary(request.user),
         "keys_enabled": personal_keys.enabled(),
         "key_slots": personal_keys.slots_for(request.user) if personal_keys.enabled() else [],

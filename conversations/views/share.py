@@ -3,12 +3,13 @@ page of a shared conversation (works logged out, shows only the share's snapshot
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from conversations.services import sharing
 from conversations.services.errors import NotFound
+from conversations.views import error_pages
 from conversations.views.chat import import_map
 from conversations.views.errors import json_api
 
@@ -28,9 +29,29 @@ def share_link(request: HttpRequest, conversation_id) -> JsonResponse:
 def shared(request: HttpRequest, token: str) -> HttpResponse:
     try:
         snapshot = sharing.shared_snapshot(token)
-    except NotFound as exc:
-        raise Http404("No such link.") from exc
-    response = render(request, "conversations/shared.html", {"share": snapshot, "import_map": import_map()})
+    except sharing.ShareTurnedOff:
+        return error_pages.error_page(request, 404, error_pages.SHARE_TURNED_OFF)
+    except NotFound:
+        return error_pages.error_page(request, 404, error_pages.SHARE_NOT_FOUND)
+    context = {"share": snapshot, "token": token, "import_map": import_map()}
+    response = render(request, "conversations/shared.html", context)
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@require_GET
+def shared_image(request: HttpRequest, token: str, number: int) -> HttpResponse:
+    """An image of a shared chat, through the share's token: public while the link is live, gone once it is
+    turned off (so never cached for long)."""
+    try:
+        attachment = sharing.shared_image(token, number)
+        handle = attachment.file.open("rb")
+    except (NotFound, OSError):
+        return error_pages.error_page(request, 404, error_pages.IMAGE_NOT_FOUND)
+    response = FileResponse(handle, content_type=attachment.mime, as_attachment=False)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-cache"
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Referrer-Policy"] = "no-referrer"
     return response

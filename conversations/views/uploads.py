@@ -7,6 +7,8 @@ CHAT_MAX_IMAGE_BYTES); checking and storing is services/images.py and services/u
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
@@ -16,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 from conversations.services import images, uploads
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.serialize import attachment_dict
+from conversations.views import error_pages
 from conversations.views.errors import json_api
 
 # Room for the multipart framing around the file (boundaries, part headers, the CSRF field).
@@ -77,7 +80,21 @@ def _store_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpRes
     return JsonResponse(body, status=201)
 
 
+def _image_error_page_for_browsers(view):
+    """An image opened in its own tab that isn't there or isn't yours gets the site's error page, not JSON."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if response.status_code in (401, 403, 404) and error_pages.wants_html(request):
+            return error_pages.error_page(request, 404, error_pages.IMAGE_NOT_FOUND)
+        return response
+
+    return wrapper
+
+
 @require_http_methods(["GET", "HEAD", "DELETE"])
+@_image_error_page_for_browsers
 @json_api
 def upload_item(request: HttpRequest, upload_id) -> HttpResponse:
     if request.method == "DELETE":

@@ -4,6 +4,11 @@ Lets the site be tried or benchmarked offline:
 
     python manage.py simulate_upstream --port 9999
     OPENAI_BASE_URL=http://127.0.0.1:9999/v1 OPENAI_API_KEY=x python manage.py runserver
+
+By default every answer is a demo with a code block, a table and math, and the site's title requests get a
+few words of the first prompt. `--fail` shows how errors look: 429 (rate limited, retried, then an error),
+500 (a server error), midstream (an error after part of the answer) or stall (a pause mid-answer, then the
+rest).
 """
 
 from __future__ import annotations
@@ -13,7 +18,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from conversations.testing.upstream import DEMO_REPLY_TEXT, RecordedRequest, Reply, UpstreamSimulator
+from conversations.testing.upstream import DEMO_REPLY_TEXT, Fault, RecordedRequest, Reply, UpstreamSimulator
+
+# --fail: what each answer does instead of succeeding (title requests still get their title).
+FAILURES = {
+    "429": {"fault": Fault.RATE_LIMIT, "retry_after": 1},
+    "500": {"fault": Fault.SERVER_ERROR, "status": 500},
+    "midstream": {"fault": Fault.MIDSTREAM_ERROR_OPENAI, "fault_after": 30},
+    "stall": {"fault": Fault.STALL, "fault_after": 30, "stall_seconds": 12.0},
+}
 
 
 class Command(BaseCommand):
@@ -35,18 +48,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ttft", type=float, default=0.2, help="Seconds before the first token (default 0.2)."
         )
+        parser.add_argument(
+            "--fail",
+            choices=sorted(FAILURES),
+            default=None,
+            help="Make every answer fail this way, to see how errors look: 429, 500, midstream or stall.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         reply = Reply(
             text=options["text"] if options["text"] is not None else DEMO_REPLY_TEXT,
             ttft=options["ttft"],
             token_delay=options["token_delay"],
+            **FAILURES.get(options["fail"] or "", {}),
         )
         sim = UpstreamSimulator(host=options["host"], port=options["port"], default=reply)
+        sim.title_replies = True
         sim.on_request = self._log_request
         sim.start()
         self.stdout.write(self.style.SUCCESS(f"Upstream simulator listening on {sim.base_url}"))
         self.stdout.write(f"Point the site at it: OPENAI_BASE_URL={sim.base_url} OPENAI_API_KEY=x")
+        if options["fail"]:
+            self.stdout.write(f"Every answer fails: --fail {options['fail']}")
         self.stdout.write("Quit with CONTROL-C.")
         try:
             # Event().wait() with a timeout loop: a bare wait() would not wake up for KeyboardInterrupt.

@@ -30,7 +30,8 @@ function render(job) {
   }
   if (job.status === "done") {
     const r = job.report;
-    show("done", `Imported ${plural(r.conversations, "conversation")} (${plural(r.messages, "message")}${r.images ? `, ${plural(r.images, "image")}` : ""}).`);
+    const instructions = r.custom_instructions ? " Your custom instructions were imported too." : "";
+    show("done", `Imported ${plural(r.conversations, "conversation")} (${plural(r.messages, "message")}${r.images ? `, ${plural(r.images, "image")}` : ""}).${instructions}`);
     skipped.replaceChildren(...r.skipped.map((s) => {
       const li = document.createElement("li");
       li.textContent = `Skipped ${plural(s.count, "item")}: ${s.reason}`;

@@ -136,6 +136,8 @@ class ChatApp {
         return this.onTurn(frame, false);
       case "status":
         return this.onStatus(frame);
+      case "retrying":
+        return this.onRetrying(frame);
       case "delta":
         return this.onDelta(frame);
       case "end":
@@ -254,6 +256,21 @@ class ChatApp {
     message.provider = frame.provider;
     message.model = frame.model || message.model;
     this.thread.update(message.id);
+  }
+
+  onRetrying(frame) {
+    const message = this.messages.get(frame.message);
+    if (!message || message.content) return;
+    message.retry = { attempt: frame.attempt, attempts: frame.attempts };
+    message.provider = frame.provider;
+    this.thread.update(message.id);
+  }
+
+  /** The provider an answer waits for, as far as this page knows: named by the server, else by its model. */
+  providerOf(message) {
+    if (message.provider) return message.provider;
+    const model = boot.models.find((m) => m.name === message.model || m.model_id === message.model);
+    return model?.provider || "the provider";
   }
 
   onDelta(frame) {

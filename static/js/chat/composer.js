@@ -20,6 +20,10 @@ export class Composer {
     this.attachHint = form.querySelector("#attach-hint");
     this.fileInput = form.querySelector("#composer-file");
     this.dropZone = form.querySelector(".chat-composer");
+    // Toasts sit just above the message box, however tall it grows (layout.css: --composer-height).
+    new ResizeObserver(() => {
+      document.documentElement.style.setProperty("--composer-height", `${form.offsetHeight}px`);
+    }).observe(form);
     this.attachments = new Attachments(this, {
       tray: form.querySelector(".composer-attachments"),
       config: app.boot.uploads || { url: "", max_images: 0, max_bytes: 0 },

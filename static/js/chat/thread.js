@@ -7,6 +7,9 @@ import { renderMarkdown } from "./markdown.js";
 
 const RUNNING = new Set(["pending", "streaming"]);
 const NEAR_BOTTOM_PX = 48;
+// Say what is happening while an answer waits: no first token after this long, or a silence mid-answer.
+const FIRST_TOKEN_NOTE_MS = 10_000;
+const STALL_NOTE_MS = 8_000;
 
 export const isRunning = (message) => RUNNING.has(message.status);
 
@@ -31,7 +34,8 @@ function detailRows(message) {
     rows.push(["Tokens", parts.join(" · ")]);
   }
   const cost = message.cost != null ? formatCost(message.cost) : null;
-  if (cost) rows.push(["Cost", cost]);
+  if (message.own_key) rows.push(["Cost", cost ? `${cost} · Paid with your own key` : "Paid with your own key"]);
+  else if (cost) rows.push(["Cost", cost]);
   if (message.ttft_ms != null) rows.push(["First token", `${formatInt(message.ttft_ms)} ms`]);
   if (message.tokens_per_second != null) rows.push(["Speed", `${Number(message.tokens_per_second).toFixed(1)} tokens/s`]);
   if (message.duration_ms != null) rows.push(["Duration", `${(message.duration_ms / 1000).toFixed(1)} s`]);
@@ -80,7 +84,9 @@ class MessageView {
     } else {
       this.body = h("div", { class: "markdown" });
       this.typing = h("div", { class: "typing", "aria-hidden": "true" }, h("span"), h("span"), h("span"));
-      this.el.append(this.typing, this.body);
+      this.waitNote = h("p", { class: "wait-note", hidden: true });
+      this.waitSince = performance.now(); // since when this view saw the answer wait (for its first or next text)
+      this.el.append(this.typing, this.body, this.waitNote);
     }
     this.notes = h("div", { class: "msg-notes" });
     this.actions = h("div", { class: "msg-actions" });
@@ -104,7 +110,9 @@ class MessageView {
       if (!this.editing) this.renderUserText(message);
     } else {
       this.typing.hidden = !(running && !message.content);
+      this.renderWaitNote(message);
       if (running) {
+        this.thread.watchWaits();
         this.thread.scheduleRender(this);
       } else {
         // Final text: at once, together with its marks (Stopped, errors), never a frame apart.
@@ -115,6 +123,24 @@ class MessageView {
     this.renderNotes(message);
     this.renderActions(message);
     if (this.detailsOpen) this.renderDetails(message);
+  }
+
+  /** "Retrying (2 of 3)…", "Still waiting for OpenAI…" or "The provider paused…", or nothing. */
+  waitText(message) {
+    if (!isRunning(message)) return "";
+    const waited = performance.now() - this.waitSince;
+    if (!message.content) {
+      if (waited >= FIRST_TOKEN_NOTE_MS) return `Still waiting for ${this.thread.app.providerOf(message)}…`;
+      return message.retry ? `Retrying (${message.retry.attempt} of ${message.retry.attempts})…` : "";
+    }
+    return waited >= STALL_NOTE_MS ? "The provider paused…" : "";
+  }
+
+  renderWaitNote(message = this.message) {
+    if (!this.waitNote || !message) return;
+    const text = this.waitText(message);
+    if (this.waitNote.textContent !== text) this.waitNote.textContent = text;
+    this.waitNote.hidden = !text;
   }
 
   renderUserText(message) {
@@ -294,6 +320,7 @@ export class Thread {
     this.following = true;
     this.autoScrolling = false; // a smooth scroll of ours is under way: its scroll events aren't the reader's
     this.nextRenderAt = 0;
+    this.waitTimer = null;
     scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
     for (const type of ["wheel", "touchstart", "keydown"]) {
       scroller.addEventListener(type, () => {
@@ -368,9 +395,30 @@ export class Thread {
     for (const view of this.views.values()) view.renderActions(view.message);
   }
 
+  /** Re-check the running answers' wait notes every second while any answer runs. */
+  watchWaits() {
+    if (this.waitTimer) return;
+    this.waitTimer = setInterval(() => {
+      let running = false;
+      for (const view of this.views.values()) {
+        const message = view.message;
+        if (view.role !== "assistant" || !message) continue;
+        running ||= isRunning(message);
+        view.renderWaitNote(message);
+      }
+      if (!running) {
+        clearInterval(this.waitTimer);
+        this.waitTimer = null;
+      }
+    }, 1000);
+  }
+
   textChanged(id) {
     const view = this.views.get(id);
     if (view) {
+      view.waitSince = performance.now();
+      if (view.message.retry) view.message.retry = null;
+      view.renderWaitNote();
       view.typing.hidden = Boolean(view.message.content) || !isRunning(view.message);
       this.scheduleRender(view);
     }
