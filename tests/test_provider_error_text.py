@@ -60,7 +60,6 @@ def unreachable_model(db):
         max_output_tokens=4096,
         input_price=Decimal("2.5"),
         output_price=Decimal("10"),
-        is_default=True,
     )
 
 

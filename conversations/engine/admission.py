@@ -19,6 +19,7 @@ acknowledgement. A batch that fails abandons the answers it started; nothing of 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass, field
 
@@ -70,7 +71,10 @@ class _Admission:
             batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
             batch = [w for w in batch if not w.future.done()]  # a socket that closed meanwhile
             try:
-                await metrics.database_sync_to_async(_start_batch)(batch, self.loop)
+                # The answers start in this task's context, not the database thread's: asgiref marks that
+                # one as inside its single thread, and their own database calls would be refused there.
+                context = contextvars.copy_context()
+                await metrics.database_sync_to_async(_start_batch)(batch, self.loop, context)
             except Exception as exc:  # the batch's reads or transaction failed: every turn in it did
                 logger.exception("a batch of %d turns failed", len(batch))
                 for waiting in batch:
@@ -80,12 +84,14 @@ class _Admission:
                         waiting.future.set_exception(exc)
 
 
-def _start_batch(batch: list[_Waiting], loop: asyncio.AbstractEventLoop) -> None:
+def _start_batch(
+    batch: list[_Waiting], loop: asyncio.AbstractEventLoop, context: contextvars.Context
+) -> None:
     """On the turns' database thread: save every turn of the batch, starting each one's answer (held) as soon
     as it is saved, then hand each its outcome once the batch's transaction has committed."""
 
     def on_started(index: int, started: StartedTurn) -> None:
-        loop.call_soon_threadsafe(_start_early, batch[index], started)
+        loop.call_soon_threadsafe(_start_early, batch[index], started, context=context)
 
     with TurnBatch([w.request for w in batch]) as turns:
         outcomes = turns.start_all(on_started)
