@@ -196,9 +196,7 @@ class Conversation(models.Model):
         indexes = [
             # The sidebar: one user's live conversations, pinned first, newest first.
             models.Index(fields=["owner", "archived", "-pinned", "-updated_at"], name="conv_sidebar_idx"),
-            models.Index(
-                fields=["owner", "source_id"], name="conv_source_idx", condition=~Q(source_id="")
-            ),
+            models.Index(fields=["owner", "source_id"], name="conv_source_idx", condition=~Q(source_id="")),
         ]
 
     def __str__(self) -> str:

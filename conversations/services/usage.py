@@ -394,7 +394,9 @@ def fold_deleted_conversation(sender, instance: Conversation, **kwargs) -> None:
     """Before a conversation's answers go, add their usage to DeletedUsage (same transaction as the delete;
     the user row still exists even when the whole account is being deleted)."""
     rows = list(
-        Message.objects.filter(conversation_id=instance.pk, role=Message.Role.ASSISTANT, imported_by__isnull=True)
+        Message.objects.filter(
+            conversation_id=instance.pk, role=Message.Role.ASSISTANT, imported_by__isnull=True
+        )
         .annotate(day=TruncDate("created_at"))
         .values("day", "model_name", "provider_name", "own_key")
         .annotate(**_figures())
