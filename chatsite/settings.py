@@ -254,6 +254,12 @@ CHAT_IMPORT_MAX_RATIO = env_int("CHAT_IMPORT_MAX_RATIO", 200, minimum=2)
 CHAT_IMPORT_CONCURRENCY = env_int("CHAT_IMPORT_CONCURRENCY", 2, minimum=1)
 CHAT_IMPORT_DIR = Path(env_str("CHAT_IMPORT_DIR") or DATA_DIR / "imports")
 CHAT_IMPORT_STALE_AFTER = env_float("CHAT_IMPORT_STALE_AFTER", 120.0, minimum=1)
+# "process": each import runs in a `manage.py run_import` child process at a lower CPU priority (niceness
+# CHAT_IMPORT_NICE), away from the web process's GIL and memory; "thread": in a thread of the web process.
+CHAT_IMPORT_WORKER = env_str("CHAT_IMPORT_WORKER") or "process"
+if CHAT_IMPORT_WORKER not in ("process", "thread"):
+    raise ImproperlyConfigured("CHAT_IMPORT_WORKER is process or thread.")
+CHAT_IMPORT_NICE = env_int("CHAT_IMPORT_NICE", 10, minimum=0)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 262_144, minimum=1024)
 # Site-wide quotas per user; 0 means no limit. An admin can override each one per user (Users → Quota).
 # Days and months follow TIME_ZONE. Tokens count prompt plus completion.

@@ -22,6 +22,7 @@ from conversations.models import Conversation, ImportJob, Message
 from conversations.services import quotas, usage
 from conversations.services.imports import jobs, tree, writer
 from conversations.services.imports.drafts import DraftMessage
+from tests.live import database_url_for_tests
 
 pytestmark = pytest.mark.django_db
 DATA = Path(__file__).parent / "data" / "imports"
@@ -405,10 +406,16 @@ def test_the_upload_goes_to_a_temporary_file(client, alice, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_other_users_write_while_an_import_runs_in_the_background(client, alice, charlie, monkeypatch):
-    """The import runs in its own thread in short transactions: Charlie's rename doesn't wait for it."""
+@pytest.mark.parametrize("worker", ["process", "thread"])
+def test_other_users_write_while_an_import_runs_in_the_background(
+    client, alice, charlie, monkeypatch, settings, worker
+):
+    """The import runs in a worker (its own process, or a thread) in short transactions: Charlie's rename
+    doesn't wait for it."""
     monkeypatch.setattr(jobs, "RUN_INLINE", False)
-    monkeypatch.setattr(writer, "CHUNK", 50)
+    settings.CHAT_IMPORT_WORKER = worker
+    monkeypatch.setenv("DATABASE_URL", database_url_for_tests())  # the worker process opens the test database
+    monkeypatch.setattr(writer, "CHUNK", 50)  # in the thread; the process uses the real 500
     n = 3000
     payload = {
         "format": "chatsite.conversations",

@@ -1,6 +1,8 @@
-"""Running an import: off the request (a thread of its own, with its own database connection, never the
-websocket's database threads), at most one per user and CHAT_IMPORT_CONCURRENCY on the site, its progress
-in the ImportJob row so any process can report it, all or nothing (writer.publish / writer.discard).
+"""Running an import: off the request and out of the web process (`manage.py run_import <job>`, a child
+process at a lower CPU priority, so parsing a large file neither holds the web process's GIL nor grows its
+memory; CHAT_IMPORT_WORKER=thread runs it in a thread instead), at most one per user and
+CHAT_IMPORT_CONCURRENCY on the site, its progress in the ImportJob row so any process can report it, all or
+nothing (writer.publish / writer.discard).
 
 A job whose worker stops refreshing `heartbeat_at` (its process was killed) is undone by `sweep`, which runs
 before every new import, when its owner asks for its status, and from `manage.py sweep_imports`.
@@ -14,6 +16,8 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -70,9 +74,22 @@ def start_import(user, upload) -> ImportJob:
     )
     if RUN_INLINE:
         run(job.pk)
-    else:
+    elif settings.CHAT_IMPORT_WORKER == "thread":
         threading.Thread(target=_run_in_thread, args=(job.pk,), daemon=True, name=f"import-{job.pk}").start()
+    else:
+        transaction.on_commit(lambda: _spawn(job.pk))
     return job
+
+
+def _spawn(job_pk: int) -> None:
+    """The worker process; a thread waits for it so it leaves no zombie. If it dies, the sweep undoes it."""
+    worker = subprocess.Popen(  # noqa: S603 - this site's own manage.py, a job number
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_import", str(job_pk)],
+        cwd=settings.BASE_DIR,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C or SIGTERM for the web server isn't the import's
+    )
+    threading.Thread(target=worker.wait, daemon=True, name=f"import-{job_pk}-wait").start()
 
 
 def _run_in_thread(job_pk: int) -> None:

@@ -78,29 +78,35 @@ class Writer:
             )
             if public_id is None or Conversation.objects.filter(public_id=public_id).exists():
                 public_id = uuid.uuid4()
-        conversation = Conversation.objects.create(
-            public_id=public_id,
-            owner=self.user,
-            title=_clean(draft.title),
-            pinned=draft.pinned,
-            archived=draft.archived,
-            system_prompt=_clean(draft.system_prompt),
-            params=draft.params,
-            model=self._model(draft.model),
-            source_id=draft.source_id[:300],
-            import_job=self.job,
-            deleted_at=HIDDEN,
-        )
-        self.unfinished = conversation.pk
-        pks = self._insert(conversation, messages, {})
-        leaf = draft.current_leaf if draft.current_leaf in pks else (messages[-1].key if messages else None)
-        Conversation.objects.filter(pk=conversation.pk).update(
-            current_leaf_id=pks.get(leaf) if leaf else None,
-            created_at=draft.created_at,
-            updated_at=draft.updated_at,
-        )
+        # A conversation of at most CHUNK messages is one transaction; a longer one, one per CHUNK messages.
+        small = len(messages) <= CHUNK
+        with transaction.atomic() if small else _nothing():
+            conversation = Conversation.objects.create(
+                public_id=public_id,
+                owner=self.user,
+                title=_clean(draft.title),
+                pinned=draft.pinned,
+                archived=draft.archived,
+                system_prompt=_clean(draft.system_prompt),
+                params=draft.params,
+                model=self._model(draft.model),
+                source_id=draft.source_id[:300],
+                import_job=self.job,
+                deleted_at=HIDDEN,
+            )
+            self.unfinished = conversation.pk
+            pks = self._insert(conversation, messages, {}, atomic=not small)
+            leaf = (
+                draft.current_leaf if draft.current_leaf in pks else (messages[-1].key if messages else None)
+            )
+            Conversation.objects.filter(pk=conversation.pk).update(
+                current_leaf_id=pks.get(leaf) if leaf else None,
+                created_at=draft.created_at,
+                updated_at=draft.updated_at,
+            )
         self.unfinished = None
         self.report.conversations += 1
+        _pause()
 
     def _existing(self, draft: Draft) -> Conversation | None:
         rows = Conversation.objects.filter(owner=self.user)
@@ -131,6 +137,7 @@ class Writer:
         with transaction.atomic():  # visible at once, with their parents in place
             self._insert(conversation, new, known, atomic=False)
         self.report.conversations += 1
+        _pause()
 
     # --- Rows ----------------------------------------------------------------------------------------------
 
@@ -197,9 +204,8 @@ class Writer:
                 self._images(batch, pks)
             self.report.messages += len(batch)
             self.heartbeat()
-            # Between transactions, let others in: SQLite's busy handler polls, so a writer that commits and
-            # begins again at once can starve another user's rename for seconds.
-            time.sleep(PAUSE)
+            if atomic:
+                _pause()
         return pks
 
     def _free_ids(self, conversation: Conversation, messages: list[DraftMessage]) -> dict[str, uuid.UUID]:
@@ -278,6 +284,12 @@ class Writer:
                 spool.seek(0)
                 name = default_storage.save(name, File(spool))
         return name, mime, width, height, size, digest.hexdigest()
+
+
+def _pause() -> None:
+    """Between two of the import's transactions, let others in: SQLite's busy handler polls with growing
+    sleeps, so a writer that commits and begins again at once can keep another user's rename waiting."""
+    time.sleep(PAUSE)
 
 
 class _nothing:
