@@ -65,8 +65,10 @@ def _message(nid, role, body, t, recipient="all", ctype="text", name=None, **ext
 def generate(path: Path, conversations=500, messages=20_000, branches=600, deep=10_000, seed=15) -> dict:
     rng = random.Random(seed)
     counts = {"conversations": conversations, "messages": 0, "branch_points": 0, "tool_calls": 0}
-    per = (messages - deep) // (conversations - 1)
-    branch_at = set(rng.sample(range(1, conversations), min(branches, conversations - 1)))
+    per = (messages - deep - branches) // (conversations - 1)
+    # branch points: a regenerated answer under some user turns (spread over the conversations, a few each)
+    turns = [(c, i) for c in range(1, conversations) for i in range(0, per, 2)]
+    branch_at = set(rng.sample(turns, min(branches, len(turns))))
     out = []
     t0 = 1_700_000_000.0
     for c in range(conversations):
@@ -74,7 +76,7 @@ def generate(path: Path, conversations=500, messages=20_000, branches=600, deep=
         root = f"{c}-root"
         mapping[root] = {"id": root, "message": None, "parent": None, "children": []}
         parent, t = root, t0 + c * 1000
-        length = deep if c == 0 else per
+        length = deep if c == 0 else per + (1 if c <= (messages - deep - branches) % (conversations - 1) else 0)
         leaf = root
         for i in range(length):
             nid = f"{c}-{i}"
@@ -113,7 +115,7 @@ def generate(path: Path, conversations=500, messages=20_000, branches=600, deep=
             }
             mapping[parent]["children"].append(nid)
             counts["messages"] += 1
-            if role == "user" and i == 0 and c in branch_at:  # a regenerated first answer
+            if role == "user" and (c, i) in branch_at:  # a regenerated answer
                 alt = f"{nid}-alt"
                 mapping[alt] = {
                     "id": alt,
@@ -302,6 +304,8 @@ def measure(port: int, pid: int, seeded: dict, export: Path) -> dict:
         )
     job = response.json()
     assert response.status_code == 202, job
+    after_upload = rss_mb(pid)
+    upload_peak = peak[0]
     while job["status"] in ("queued", "running"):
         time.sleep(0.5)
         job = client.get(f"/api/imports/{job['id']}").json()
@@ -321,6 +325,9 @@ def measure(port: int, pid: int, seeded: dict, export: Path) -> dict:
         "import_s": round(elapsed, 1),
         "rss_baseline_mb": round(baseline),
         "rss_rise_mb": round(peak[0] - baseline),
+        "rss_rise_by_upload_peak_mb": round(upload_peak - baseline),  # daphne holds the request body
+        "rss_rise_after_upload_mb": round(after_upload - baseline),
+        "rss_rise_at_end_mb": round(rss_mb(pid) - baseline),
         "rename_ms": {
             "n": len(renames),
             "p50": pct(renames, 0.5),
@@ -337,11 +344,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: SQLite in a temp dir)")
+    parser.add_argument("--conversations", type=int, default=500)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--branches", type=int, default=600)
+    parser.add_argument("--deep", type=int, default=10_000, help="length of the one long chain")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-imports-"))
     try:
         export = workdir / "conversations.json"
-        shape = generate(export)
+        shape = generate(export, args.conversations, args.messages, args.branches, args.deep)
         print("export:", json.dumps(shape))
         result = run(args.database_url, workdir, export)
         result["database"] = "PostgreSQL" if args.database_url else "SQLite"

@@ -27,7 +27,7 @@ from conversations.models import Attachment, ChatModel, Conversation, ImportJob,
 from conversations.services import uploads
 from conversations.services.imports.drafts import Draft, DraftMessage, Report, now
 
-CHUNK = 500  # messages per transaction: a few milliseconds of the database each
+CHUNK = 250  # messages per transaction: a few milliseconds of the database each
 PAUSE = 0.01  # seconds between two of the import's transactions
 HIDDEN = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # deleted_at of a row still being imported
 NAMESPACE = uuid.UUID("6f1d3c0e-6b1c-4a8e-9a51-1d0a2f4e7c11")
@@ -196,11 +196,24 @@ class Writer:
                 )
                 for m, row in zip(batch, rows, strict=True):
                     pks[m.key] = row.pk
-                for m, row in zip(batch, rows, strict=True):
-                    row.parent_id = pks.get(m.parent) if m.parent else None
-                    row.created_at = row.updated_at = m.created_at
-                # auto_now_add stamped them now; the parents of the batch's first rows are in it too
-                Message.objects.bulk_update(rows, ["parent", "created_at", "updated_at"], batch_size=CHUNK)
+                # auto_now_add stamped the rows now, and a parent in the same batch had no id yet: one
+                # executemany sets both (Django's bulk_update builds a CASE per row and field in Python, slow
+                # enough to hold SQLite's write lock noticeably longer).
+                adapt = connection.ops.adapt_datetimefield_value
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        f"UPDATE {Message._meta.db_table} SET parent_id = %s, created_at = %s, updated_at = %s "  # noqa: S608 (our table)
+                        "WHERE id = %s",
+                        [
+                            (
+                                pks.get(m.parent) if m.parent else None,
+                                adapt(m.created_at),
+                                adapt(m.created_at),
+                                row.pk,
+                            )
+                            for m, row in zip(batch, rows, strict=True)
+                        ],
+                    )
                 self._images(batch, pks)
             self.report.messages += len(batch)
             self.heartbeat()
