@@ -39,7 +39,7 @@ function render(job) {
   if (job.status === "done") {
     const r = job.report;
     show("done", report(r));
-    const lines = r.skipped.map((s) => `Left out: ${s.count.toLocaleString()} ${s.reason}`);
+    const lines = r.skipped.map((s) => `Left out: ${s.reason}: ${s.count.toLocaleString()}`);
     for (const problem of r.problems || []) lines.push(`Not imported: ${problem}`);
     skipped.replaceChildren(...lines.map((text) => {
       const li = document.createElement("li");
