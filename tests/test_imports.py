@@ -461,3 +461,29 @@ def test_other_users_write_while_an_import_runs_in_the_background(
     # ~0.6 s (GIL and SQLite's busy polling), so this bound is what the test can hold reliably.
     assert waits[len(waits) // 2] < 0.2 and waits[-1] < 2.0, waits
     assert len(waits) > 1  # Charlie wrote while it ran
+
+
+def test_a_file_cut_off_half_way_imports_nothing(client, alice):
+    body = (DATA / "chatgpt_conversations.json").read_bytes()
+    cut = body[: int(len(body) * 0.8)]  # the first conversations are whole, and written before the cut is met
+    job = upload(client, alice, cut)
+    assert job["status"] == "failed" and "not valid JSON" in job["error"], job
+    assert not Conversation.objects.filter(owner=alice).exists()
+    assert not Message.objects.filter(conversation__owner=alice).exists()
+
+
+def test_the_site_runs_at_most_chat_import_concurrency_imports_at_once(alice, charlie, settings):
+    settings.CHAT_IMPORT_CONCURRENCY = 1
+    running = ImportJob.objects.create(
+        owner=charlie, status=ImportJob.Status.RUNNING, heartbeat_at=timezone.now()
+    )
+    waiting = ImportJob.objects.create(
+        owner=alice, status=ImportJob.Status.QUEUED, heartbeat_at=timezone.now()
+    )
+    assert not jobs._claim(waiting.pk)
+    waiting.refresh_from_db()
+    assert waiting.status == ImportJob.Status.QUEUED
+    ImportJob.objects.filter(pk=running.pk).update(status=ImportJob.Status.DONE)
+    assert jobs._claim(waiting.pk)
+    waiting.refresh_from_db()
+    assert waiting.status == ImportJob.Status.RUNNING
