@@ -76,7 +76,9 @@ def generate(path: Path, conversations=500, messages=20_000, branches=600, deep=
         root = f"{c}-root"
         mapping[root] = {"id": root, "message": None, "parent": None, "children": []}
         parent, t = root, t0 + c * 1000
-        length = deep if c == 0 else per + (1 if c <= (messages - deep - branches) % (conversations - 1) else 0)
+        length = (
+            deep if c == 0 else per + (1 if c <= (messages - deep - branches) % (conversations - 1) else 0)
+        )
         leaf = root
         for i in range(length):
             nid = f"{c}-{i}"
