@@ -306,6 +306,8 @@ def test_claude_export(client, alice):
     assert path[:2] == ["How long to proof?", "About 4 hours at room temperature."]
     assert "500 g flour" in path[2] and "[file not included in export: photo.jpg]" in path[2]
     assert reasons(job)["web search"] == 1
+    assert reasons(job)["empty conversations (no messages)"] == 1  # Claude keeps chats never written in
+    assert Conversation.objects.filter(owner=alice).count() == 1
 
 
 def test_open_webui_export_keeps_every_branch_and_the_current_one(client, alice):

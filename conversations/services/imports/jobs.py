@@ -173,6 +173,9 @@ def _import(job: ImportJob, report: Report) -> None:
                 logger.warning("import %s: conversation %s could not be read", job.pk, seen, exc_info=True)
                 report.unreadable(title, "it could not be read")
                 continue
+            if not draft.messages:
+                report.skip("empty conversations (no messages)")
+                continue
             try:
                 out.write(draft)
             except Exception:
