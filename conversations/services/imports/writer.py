@@ -300,9 +300,11 @@ class Writer:
 
 
 def _pause() -> None:
-    """Between two of the import's transactions, let others in: SQLite's busy handler polls with growing
-    sleeps, so a writer that commits and begins again at once can keep another user's rename waiting."""
-    time.sleep(PAUSE)
+    """Between two of the import's transactions on SQLite, let others in: its busy handler polls with growing
+    sleeps, so a writer that commits and begins again at once can keep another user's rename waiting.
+    PostgreSQL locks rows, not the database: no pause there."""
+    if connection.vendor == "sqlite":
+        time.sleep(PAUSE)
 
 
 class _nothing:
