@@ -274,6 +274,23 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000, minimum=1)
 CHAT_DELETED_RETENTION_DAYS = env_int("CHAT_DELETED_RETENTION_DAYS", 30, minimum=0)
 CHAT_HISTORY_PAGE_MESSAGES = env_int("CHAT_HISTORY_PAGE_MESSAGES", 200, minimum=10)
 CHAT_IMPORT_MAX_BYTES = env_int("CHAT_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
+# Imports (services/imports/): a zip may unpack to at most this many bytes in all, and no member may be
+# compressed more than CHAT_IMPORT_MAX_RATIO times (zip bombs); at most CHAT_IMPORT_CONCURRENCY imports run at
+# once on the site (one per user; more wait their turn); uploads wait in CHAT_IMPORT_DIR while they run; a job
+# whose worker has been silent for CHAT_IMPORT_STALE_AFTER seconds died with its process and is undone.
+CHAT_IMPORT_MAX_UNCOMPRESSED_BYTES = env_int(
+    "CHAT_IMPORT_MAX_UNCOMPRESSED_BYTES", 4 * 1024 * 1024 * 1024, minimum=1024
+)
+CHAT_IMPORT_MAX_RATIO = env_int("CHAT_IMPORT_MAX_RATIO", 200, minimum=2)
+CHAT_IMPORT_CONCURRENCY = env_int("CHAT_IMPORT_CONCURRENCY", 2, minimum=1)
+CHAT_IMPORT_DIR = Path(env_str("CHAT_IMPORT_DIR") or DATA_DIR / "imports")
+CHAT_IMPORT_STALE_AFTER = env_float("CHAT_IMPORT_STALE_AFTER", 120.0, minimum=1)
+# "process": each import runs in a `manage.py run_import` child process at a lower CPU priority (niceness
+# CHAT_IMPORT_NICE), away from the web process's GIL and memory; "thread": in a thread of the web process.
+CHAT_IMPORT_WORKER = env_str("CHAT_IMPORT_WORKER") or "process"
+if CHAT_IMPORT_WORKER not in ("process", "thread"):
+    raise ImproperlyConfigured("CHAT_IMPORT_WORKER is process or thread.")
+CHAT_IMPORT_NICE = env_int("CHAT_IMPORT_NICE", 10, minimum=0)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 262_144, minimum=1024)
 # Site-wide quotas per user; 0 means no limit. An admin can override each one per user (Users → Quota).
 # Days and months follow TIME_ZONE. Tokens count prompt plus completion.

@@ -213,6 +213,14 @@ class Conversation(models.Model):
     )
     # Soft delete: hidden everywhere at once, restorable until CHAT_DELETED_RETENTION_DAYS, then purged.
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Where an imported conversation came from ("chatgpt:<id>", "chatsite:<uuid>", ...): importing it again
+    # adds only what is new. Empty for conversations started here.
+    source_id = models.CharField(max_length=300, blank=True)
+    # Set while an import is writing it: the row is hidden (deleted_at is set too) until the import publishes
+    # it in one step, or removed if the import fails (services/imports/writer.py).
+    import_job = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -221,6 +229,7 @@ class Conversation(models.Model):
         indexes = [
             # The sidebar: one user's live conversations, pinned first, newest first.
             models.Index(fields=["owner", "archived", "-pinned", "-updated_at"], name="conv_sidebar_idx"),
+            models.Index(fields=["owner", "source_id"], name="conv_source_idx", condition=~Q(source_id="")),
         ]
 
     def __str__(self) -> str:
@@ -278,6 +287,11 @@ class Message(models.Model):
     reserved_tokens = models.PositiveIntegerField(null=True, blank=True)
     # Older turns were left out of the prompt to fit the model's context window.
     context_trimmed = models.BooleanField(default=False)
+    # The import that wrote it. An imported answer keeps its figures for display but never counts toward
+    # quotas, usage or provider uptime; a failed import removes the rows it wrote by this.
+    imported_by = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -285,6 +299,9 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="msg_conv_created_idx"),
+            models.Index(
+                fields=["imported_by"], name="msg_imported_by_idx", condition=Q(imported_by__isnull=False)
+            ),
             # The sweep for generations whose process died looks only at the few unfinished rows.
             models.Index(
                 fields=["heartbeat_at"],
@@ -359,9 +376,12 @@ class ImportJob(models.Model):
     """One uploaded file being imported in the background; the page polls it for progress and the report."""
 
     class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"  # waiting for one of CHAT_IMPORT_CONCURRENCY places
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -370,6 +390,14 @@ class ImportJob(models.Model):
     done = models.PositiveIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # The uploaded file, kept in CHAT_IMPORT_DIR until the job ends; the worker refreshes `heartbeat_at`, so
+    # a job whose process died is found by the sweep and undone.
+    path = models.CharField(max_length=500, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # How far through the file the worker has read, in thousandths (the file's size is known, its count of
+    # conversations is not until the end: it is read as a stream).
+    progress = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -41,11 +41,21 @@ def test_it_imports_chatgpts_export_and_its_branches_can_be_switched(signed_in, 
     page.get_by_role("button", name="Import").click()
     status = page.get_by_role("status")
     expect(status).to_contain_text("Imported 2 conversations", timeout=20_000)
-    expect(status).to_contain_text("system message")
+    expect(status).to_contain_text("from ChatGPT")
+    expect(status).to_contain_text("Left out: results from tools (searches, code output, plugins): 1")
+    expect(status).not_to_contain_text("empty")  # invisible scaffolding isn't reported
+    expect(page.locator(".import-progress")).to_be_hidden()  # the bar shows only while it runs
     page.screenshot(path=ARTIFACTS / "history-import-light.png", full_page=True)
     assert serious(axe_violations(page, live_server_daphne)) == []
     set_theme(page, "dark")
     page.screenshot(path=ARTIFACTS / "history-import-dark.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.screenshot(path=ARTIFACTS / "history-import-390.png", full_page=True)
+    page.set_viewport_size({"width": 1000, "height": 760})
+    # Importing the same file again adds nothing and says so.
+    page.get_by_label("Choose a file").set_input_files(CHATGPT_SAMPLE)
+    page.get_by_role("button", name="Import").click()
+    expect(status).to_contain_text("already here: 2 conversations", timeout=20_000)
 
     open_chat(page, live_server_daphne)
     nav = page.get_by_role("navigation", name="Conversations")

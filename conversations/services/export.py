@@ -57,16 +57,36 @@ def export_message_dict(message: Message, public_ids: dict[int, str]) -> dict:
         "provider": message.provider_name,
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
+        "cached_tokens": message.cached_tokens,
         "cost": str(message.cost) if message.cost is not None else None,
+        "ttft_ms": message.ttft_ms,
+        "duration_ms": message.duration_ms,
         "created_at": message.created_at.isoformat(),
         "attachments": [attachment_dict(a) for a in message.attachments.all()],
     }
+
+
+def parents_first(messages: list[Message]) -> list[Message]:
+    """Every message after its parent (siblings in time order), whatever the clocks said: imported answers
+    are often stamped a few milliseconds before their question. One linear pass."""
+    children: dict[int | None, list[Message]] = {}
+    pks = {m.pk for m in messages}
+    for m in messages:
+        children.setdefault(m.parent_id if m.parent_id in pks else None, []).append(m)
+    ordered: list[Message] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        message = stack.pop()
+        ordered.append(message)
+        stack.extend(reversed(children.get(message.pk, [])))
+    return ordered
 
 
 def export_conversation_dict(conversation: Conversation, messages: list[Message]) -> dict:
     public_ids = {m.pk: str(m.public_id) for m in messages}
     return {
         "id": str(conversation.public_id),
+        "source": conversation.source_id,  # where an imported chat came from: re-importing it adds nothing
         "title": conversation.title,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
@@ -79,7 +99,7 @@ def export_conversation_dict(conversation: Conversation, messages: list[Message]
             "params": conversation.params or {},
         },
         "current_leaf": public_ids.get(conversation.current_leaf_id),
-        "messages": [export_message_dict(m, public_ids) for m in messages],
+        "messages": [export_message_dict(m, public_ids) for m in parents_first(messages)],
     }
 
 

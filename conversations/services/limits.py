@@ -59,7 +59,7 @@ def check_rate(user, limits: quotas.Limits | None = None) -> None:
         return
     since = timezone.now() - dt.timedelta(minutes=1)
     recent = Message.objects.filter(
-        conversation__owner=user, role=Message.Role.ASSISTANT, created_at__gte=since
+        conversation__owner=user, role=Message.Role.ASSISTANT, created_at__gte=since, imported_by__isnull=True
     ).count()
     if recent >= limit:
         raise RateLimited(f"You can send {limit} messages a minute. Wait a moment and try again.")

@@ -135,6 +135,7 @@ def usage_for(user, when: Periods | None = None) -> Usage:
         conversation__owner_id=user.pk,
         role=Message.Role.ASSISTANT,
         own_key=False,
+        imported_by__isnull=True,  # served elsewhere: never counts toward this site's quotas
         created_at__gte=when.month_start,
     ).aggregate(
         month_cost=Sum("cost"),

@@ -119,9 +119,11 @@ def purge_deleted(now: dt.datetime | None = None) -> int:
     go once no row uses them (post_delete, services/uploads.py)."""
     cutoff = (now or timezone.now()) - dt.timedelta(days=settings.CHAT_DELETED_RETENTION_DAYS)
     purged = 0
-    for pk in list(Conversation.objects.filter(deleted_at__lt=cutoff).values_list("pk", flat=True)):
+    # Rows an import is still writing are hidden the same way; they are the import's to publish or remove.
+    gone = Conversation.objects.filter(deleted_at__lt=cutoff, import_job__isnull=True)
+    for pk in list(gone.values_list("pk", flat=True)):
         with transaction.atomic():
-            conversation = Conversation.objects.filter(pk=pk, deleted_at__lt=cutoff).first()
+            conversation = gone.filter(pk=pk).first()
             if conversation is not None:  # restored meanwhile: keep it
                 conversation.delete()
                 purged += 1

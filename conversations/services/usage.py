@@ -137,7 +137,10 @@ def bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def answers(start: dt.date, end: dt.date) -> QuerySet[Message]:
     since, until = bounds(start, end)
-    return Message.objects.filter(role=Message.Role.ASSISTANT, created_at__gte=since, created_at__lt=until)
+    # Imported answers keep their figures for display, but were served elsewhere: they never count here.
+    return Message.objects.filter(
+        role=Message.Role.ASSISTANT, created_at__gte=since, created_at__lt=until, imported_by__isnull=True
+    )
 
 
 def _figures() -> dict:
@@ -355,6 +358,7 @@ def with_month_usage(users: QuerySet) -> QuerySet:
             conversation__owner=OuterRef("pk"),
             role=Message.Role.ASSISTANT,
             own_key=False,
+            imported_by__isnull=True,
             created_at__gte=start,
         )
         .order_by()
@@ -390,7 +394,9 @@ def fold_deleted_conversation(sender, instance: Conversation, **kwargs) -> None:
     """Before a conversation's answers go, add their usage to DeletedUsage (same transaction as the delete;
     the user row still exists even when the whole account is being deleted)."""
     rows = list(
-        Message.objects.filter(conversation_id=instance.pk, role=Message.Role.ASSISTANT)
+        Message.objects.filter(
+            conversation_id=instance.pk, role=Message.Role.ASSISTANT, imported_by__isnull=True
+        )
         .annotate(day=TruncDate("created_at"))
         .values("day", "model_name", "provider_name", "own_key")
         .annotate(**_figures())

@@ -1,14 +1,16 @@
 """Export (one conversation as Markdown or JSON, or everything as a zip), import with progress, and the
-Import / export page. Thin: parse, call services/export.py or services/importers.py, answer."""
+Import / export page. Thin: parse, call services/export.py or services/imports/, answer."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations.services import export, importers
+from conversations.services import export, imports
 from conversations.services.errors import InvalidInput
 from conversations.views import downloads
 from conversations.views.errors import json_api
@@ -34,21 +36,28 @@ def export_all(request: HttpRequest) -> StreamingHttpResponse:
     return response
 
 
+@csrf_exempt  # only so the upload handler can be set before the CSRF check reads the body: checked below
 @require_POST
-@json_api
 def import_start(request: HttpRequest) -> JsonResponse:
+    # The upload goes to a temporary file on disk whatever its size, never into memory.
+    request.upload_handlers = [TemporaryFileUploadHandler(request)]
+    return _import_start(request)
+
+
+@csrf_protect
+@json_api
+def _import_start(request: HttpRequest) -> JsonResponse:
     upload = request.FILES.get("file")
     if upload is None:
         raise InvalidInput("Choose a file to import.")
-    importers.check_size(upload.size)
-    job = importers.start_import(request.user, upload.read())
-    return JsonResponse(importers.job_status(request.user, str(job.public_id)), status=202)
+    job = imports.start_import(request.user, upload)
+    return JsonResponse(imports.job_status(request.user, str(job.public_id)), status=202)
 
 
 @require_GET
 @json_api
 def import_status(request: HttpRequest, job_id) -> JsonResponse:
-    return JsonResponse(importers.job_status(request.user, str(job_id)))
+    return JsonResponse(imports.job_status(request.user, str(job_id)))
 
 
 @require_GET

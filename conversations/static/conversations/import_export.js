@@ -23,7 +23,15 @@ function show(state, text) {
   statusText.textContent = text;
 }
 
+function report(r) {
+  const parts = [`Imported ${plural(r.conversations, "conversation")} (${plural(r.messages, "message")}${r.images ? `, ${plural(r.images, "image")}` : ""})`];
+  if (r.already_here) parts.push(`already here: ${plural(r.already_here, "conversation")}`);
+  return `${parts.join("; ")}${r.format ? ` from ${r.format}` : ""}.`;
+}
+
 function render(job) {
+  // The bar exists only while the job runs: a hidden <progress> without a value still animates.
+  progress.hidden = !(job.status === "running" || job.status === "queued");
   if (job.status === "failed") {
     show("failed", job.error || "The import failed. Nothing was imported.");
     return true;
@@ -31,17 +39,23 @@ function render(job) {
   if (job.status === "done") {
     const r = job.report;
     const instructions = r.custom_instructions ? " Your custom instructions were imported too." : "";
-    show("done", `Imported ${plural(r.conversations, "conversation")} (${plural(r.messages, "message")}${r.images ? `, ${plural(r.images, "image")}` : ""}).${instructions}`);
-    skipped.replaceChildren(...r.skipped.map((s) => {
+    show("done", `${report(r)}${instructions}`);
+    const lines = r.skipped.map((s) => `Left out: ${s.reason}: ${s.count.toLocaleString()}`);
+    for (const problem of r.problems || []) lines.push(`Not imported: ${problem}`);
+    skipped.replaceChildren(...lines.map((text) => {
       const li = document.createElement("li");
-      li.textContent = `Skipped ${plural(s.count, "item")}: ${s.reason}`;
+      li.textContent = text;
       return li;
     }));
     return true;
   }
-  show("running", job.total ? `Importing… ${job.done.toLocaleString()} of ${job.total.toLocaleString()} conversations` : "Reading the file…");
-  if (job.total) progress.value = Math.round((100 * job.done) / job.total);
-  else progress.removeAttribute("value");
+  if (job.status === "queued") {
+    show("running", "Waiting for other imports to finish…");
+    progress.removeAttribute("value");
+    return false;
+  }
+  show("running", job.done ? `Importing… ${plural(job.done, "conversation")} so far` : "Reading the file…");
+  progress.value = Math.round(100 * (job.progress || 0));
   return false;
 }
 
@@ -51,6 +65,7 @@ form.addEventListener("submit", async (event) => {
   submit.disabled = true;
   skipped.replaceChildren();
   show("running", "Uploading…");
+  progress.hidden = false;
   progress.removeAttribute("value");
   try {
     const body = new FormData();
@@ -65,6 +80,7 @@ form.addEventListener("submit", async (event) => {
       if (!response.ok) throw new Error(job?.error?.message || "Lost track of the import.");
     }
   } catch (error) {
+    progress.hidden = true;
     show("failed", error.message);
   } finally {
     submit.disabled = false;
