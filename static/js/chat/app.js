@@ -269,8 +269,9 @@ class ChatApp {
   /** The provider an answer waits for, as far as this page knows: named by the server, else by its model. */
   providerOf(message) {
     if (message.provider) return message.provider;
-    const model = boot.models.find((m) => m.name === message.model || m.model_id === message.model);
-    return model?.provider || "the provider";
+    // The menu's models (services/model_menu.py): a canonical id, its name, its providers in route order.
+    const model = boot.models.find((m) => m.id === message.model || m.name === message.model);
+    return model?.providers?.[0] || "the provider";
   }
 
   onDelta(frame) {
