@@ -230,6 +230,7 @@ class Generation:
 
     async def _retrying(self, attempt: int, attempts: int, provider: str) -> None:
         """Before the first token, the provider failed and is asked again: every tab says so."""
+        await self._admitted()  # like every frame of the answer: after the turn's acknowledgement
         await notify.to_conversation(
             self.conversation_id,
             frames.retrying(self.conversation_id, self.message_id, attempt, attempts, provider),
