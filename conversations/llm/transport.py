@@ -26,7 +26,7 @@ import asyncio
 import collections
 import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -40,6 +40,8 @@ HIGH_WATER = 256 * 1024
 # RFC 8305's recommended delay before racing the next address (anyio, httpcore's default, uses the same).
 HAPPY_EYEBALLS_DELAY = 0.25
 DEFAULT_LIMITS = httpx.Limits()
+# Connections per httpcore pool (AsyncioTransport spreads them over several: see there).
+POOL_SHARD_SIZE = 50
 # What one recv() can take (httpcore asks for at most 64 KiB per read).
 RECEIVE_BUFFER = 64 * 1024
 # The longest a pacer may keep a read waiting (a pacer asking for more is a bug: don't let it look like a stall).
@@ -396,9 +398,12 @@ def httpx_error_class(exc: Exception) -> type[httpx.HTTPError] | None:
 class _ResponseStream(httpx.AsyncByteStream):
     """httpcore's response body as httpx wants it: errors mapped, closing closes httpcore's stream."""
 
-    def __init__(self, stream: AsyncIterable[bytes], network_stream: object) -> None:
+    def __init__(
+        self, stream: AsyncIterable[bytes], network_stream: object, on_close: Callable[[], None] | None = None
+    ) -> None:
         self._stream = stream
         self._network_stream = network_stream
+        self._on_close = on_close  # once: the transport's count of requests in flight
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -411,6 +416,9 @@ class _ResponseStream(httpx.AsyncByteStream):
             raise mapped(str(exc)) from exc
 
     async def aclose(self) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
         if isinstance(self._network_stream, AsyncioStream):
             self._network_stream.unpace()  # before httpcore may hand the connection to another request
         aclose = getattr(self._stream, "aclose", None)
@@ -419,20 +427,43 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 
 class AsyncioTransport(httpx.AsyncBaseTransport):
-    """What httpx.AsyncHTTPTransport(verify=..., limits=...) does (HTTP/1.1, no proxy), on AsyncioBackend."""
+    """What httpx.AsyncHTTPTransport(verify=..., limits=...) does (HTTP/1.1, no proxy), on AsyncioBackend.
+
+    The connections are spread over several httpcore pools of at most POOL_SHARD_SIZE each. httpcore's pool
+    matches its queued requests against all of its connections every time a request arrives or a response
+    closes, which is quadratic in the number of connections: with 500 concurrent answers in one pool that
+    matching took 64% of the event loop and added seconds to every first token (bench/README.md, "Load",
+    "Session 4"). A request goes to the shard with the fewest requests in flight, so each shard stays small.
+    """
 
     def __init__(
         self, *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits = DEFAULT_LIMITS
     ) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=AsyncioBackend(),
-        )
+        total = limits.max_connections
+        shards = 1 if total is None else max(1, -(-total // POOL_SHARD_SIZE))
+        keepalive = limits.max_keepalive_connections
+        ssl_context = httpx.create_ssl_context(verify=verify)
+        backend = AsyncioBackend()
+        self._pools = [
+            httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=None if total is None else -(-total // shards),
+                max_keepalive_connections=None if keepalive is None else -(-keepalive // shards),
+                keepalive_expiry=limits.keepalive_expiry,
+                http1=True,
+                http2=False,
+                network_backend=backend,
+            )
+            for _ in range(shards)
+        ]
+        self._in_flight = [0] * shards  # requests each shard is serving (until their response closes)
+
+    def _shard(self) -> int:
+        in_flight = self._in_flight
+        return in_flight.index(min(in_flight))
+
+    def _done(self, shard: int) -> None:
+        self._in_flight[shard] -= 1
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
@@ -444,10 +475,13 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,  # the timeouts, among others
         )
+        shard = self._shard()
+        self._in_flight[shard] += 1
         try:
-            response = await self._pool.handle_async_request(core_request)
-        except Exception as exc:
-            mapped = httpx_error_class(exc)
+            response = await self._pools[shard].handle_async_request(core_request)
+        except BaseException as exc:
+            self._done(shard)
+            mapped = httpx_error_class(exc) if isinstance(exc, Exception) else None
             if mapped is None:
                 raise
             raise mapped(str(exc)) from exc
@@ -455,15 +489,19 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_ResponseStream(response.stream, response.extensions.get("network_stream")),
+            stream=_ResponseStream(
+                response.stream, response.extensions.get("network_stream"), lambda: self._done(shard)
+            ),
             extensions=response.extensions,
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> AsyncioTransport:
-        await self._pool.__aenter__()
+        for pool in self._pools:
+            await pool.__aenter__()
         return self
 
     async def __aexit__(
@@ -472,10 +510,11 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        try:
-            await self._pool.__aexit__(exc_type, exc_value, traceback)
-        except Exception as exc:
-            mapped = httpx_error_class(exc)
-            if mapped is None:
-                raise
-            raise mapped(str(exc)) from exc
+        for pool in self._pools:
+            try:
+                await pool.__aexit__(exc_type, exc_value, traceback)
+            except Exception as exc:
+                mapped = httpx_error_class(exc)
+                if mapped is None:
+                    raise
+                raise mapped(str(exc)) from exc
