@@ -1113,15 +1113,23 @@ SECTION_ORDER = ["sqlite", "postgres", "postgres-2w", "sustained-sqlite", "susta
 
 
 def write_results(path: Path, key: str, section: str) -> None:
-    """Replace this run's section of the results file, keeping the others."""
-    sections = {}
-    if path.exists():
-        text = path.read_text()
-        for found in re.finditer(r"<!-- results:(\S+) -->.*?<!-- /results:\1 -->", text, re.S):
-            sections[found.group(1)] = found.group(0)
-    sections[key] = f"<!-- results:{key} -->\n{section}<!-- /results:{key} -->"
-    order = sorted(sections, key=lambda k: (SECTION_ORDER.index(k) if k in SECTION_ORDER else 99, k))
-    path.write_text(PREAMBLE + "\n" + "\n\n".join(sections[k] for k in order) + "\n")
+    """Replace this run's section of the results file, keeping everything else in it (the other sections,
+    and what people wrote between them: before/after tables, other benchmarks' sections)."""
+    block = f"<!-- results:{key} -->\n{section}<!-- /results:{key} -->"
+    text = path.read_text() if path.exists() else PREAMBLE + "\n"
+    pattern = re.compile(rf"<!-- results:{re.escape(key)} -->.*?<!-- /results:{re.escape(key)} -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text, count=1)
+    else:  # a new section: before the first section that comes after it in SECTION_ORDER, else at the end
+        rank = SECTION_ORDER.index(key) if key in SECTION_ORDER else 99
+        later = [
+            found.start()
+            for found in re.finditer(r"<!-- results:(\S+) -->", text)
+            if (SECTION_ORDER.index(found.group(1)) if found.group(1) in SECTION_ORDER else 99) > rank
+        ]
+        at = min(later) if later else len(text)
+        text = text[:at].rstrip("\n") + "\n\n" + block + "\n\n" + text[at:].lstrip("\n")
+    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:
