@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import pytest
@@ -14,7 +16,7 @@ from conversations.engine.db_threads import on_saves_thread
 from conversations.models import Message
 from conversations.services.context import prepare
 from conversations.services.turns import do_send_turn
-from conversations.testing.upstream import Reply
+from conversations.testing.upstream import Fault, Reply
 from tests.conftest import session_cookie_for
 from tests.wsclient import ChatSocket
 
@@ -136,3 +138,39 @@ async def test_a_500_token_answer_costs_a_handful_of_database_writes(upstream, a
     # The turn (conversation, question, answer placeholder, current branch), a checkpoint or two, the final
     # save and the title: bounded whatever the length of the answer.
     assert len(writes) <= 9, writes
+
+
+async def test_text_read_before_the_provider_falls_silent_still_goes_out(
+    upstream, alice, sim_model, monkeypatch
+):
+    """Paced reads (conversations/llm/pacing.py): the reader keeps text back until the next frame is due. If the
+    provider then stalls, no further read calls the pacer: the text must still go out at the frame boundary,
+    not when the stall ends. Slow frame sends make tokens arrive while a frame is being sent, which is when a
+    read brings text before its frame is due."""
+    from conversations.engine import notify
+
+    tokens = ["The ", "answer ", "starts ", "here ", "and ", "goes ", "on."]
+    upstream.enqueue(
+        Reply(tokens=tokens, token_delay=0.012, fault=Fault.STALL, fault_after=4, stall_seconds=3),
+        Reply(text="A title"),
+    )
+    turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Take your time")
+    sent = {"text": ""}
+    to_conversation = notify.to_conversation
+
+    async def slow_frames(conversation_id, frame):
+        await asyncio.sleep(0.015)
+        if frame["type"] == "delta":
+            sent["text"] = sent["text"][: frame["offset"]] + frame["text"]
+        await to_conversation(conversation_id, frame)
+
+    monkeypatch.setattr(notify, "to_conversation", slow_frames)
+    task = await start_answer(turn, alice)
+    # The stall lasts 3 s: what came before it is due one frame interval (40 ms) after it arrived.
+    deadline = time.monotonic() + 1.5
+    while sent["text"] != "The answer starts here " and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert sent["text"] == "The answer starts here "
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -184,6 +184,11 @@ class Generation:
         if self.pending and self.loop.time() >= due:
             await self._flush()
             due = self.last_flush + frame_interval(self.layer)
+        if self.pending and self.flush_timer is None:
+            # Text kept back for the next frame. Normally the read at `due` brings more and its idle() cuts
+            # the frame (and cancels this timer); but if the provider falls silent there (a stall, a slow
+            # tool call), nothing calls idle() again until bytes come: the timer sends what we have.
+            self.flush_timer = self.loop.call_at(due, self._flush_later)
         return due
 
     def _flush_later(self) -> None:
