@@ -107,6 +107,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["ENGINE"] = (
+        "chatsite.sqlite"  # this process's writers queue: chatsite/sqlite/base.py
+    )
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers proceed while a generation checkpoints; IMMEDIATE avoids "database is locked"
         # upgrades from read to write transactions; the timeout waits for a writer instead of failing.

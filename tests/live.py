@@ -53,9 +53,9 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
 def database_url_for_tests() -> str:
     """The URL of the database pytest-django created, so the subprocess sees what the tests commit."""
     db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"] == "django.db.backends.postgresql":
+    if connection.vendor == "postgresql":
         auth = db["USER"] or ""
         if db["PASSWORD"]:
             auth += f":{db['PASSWORD']}"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.test import Client
 
 from conversations.models import Conversation, Message
@@ -110,3 +110,69 @@ def test_a_write_nobody_waits_on_tries_again_when_the_database_is_locked():
 
     with pytest.raises(OperationalError, match="no such table"):
         other_failure()
+
+
+def test_writers_of_one_process_wait_in_line_not_in_sqlite_sleeps(alice):
+    """chatsite/sqlite: a write that finds another thread's transaction open goes the moment it commits.
+    Without the line, SQLite's busy handler sleeps 1, 2, 5 ... 50 ms between tries: a writer that started
+    200 ms before the commit would try at 178 ms and next at 228 ms, nearly 30 ms after the lock came free."""
+    User = type(alice)
+    holding = threading.Event()
+    times: dict[str, float] = {}
+
+    def first():
+        with transaction.atomic():
+            User.objects.filter(pk=alice.pk).update(first_name="First")
+            holding.set()
+            time.sleep(0.2)
+            times["released"] = time.monotonic()
+        connection.close()
+
+    def second():
+        holding.wait(5)
+        with transaction.atomic():
+            User.objects.filter(pk=alice.pk).update(last_name="Second")
+        times["second"] = time.monotonic()
+        connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    alice.refresh_from_db()
+    assert (alice.first_name, alice.last_name) == ("First", "Second")
+    assert times["second"] - times["released"] < 0.015
+
+
+def test_a_write_queued_past_the_busy_timeout_is_database_locked(alice, settings):
+    """Waiting in line counts as SQLite's busy wait: past the timeout the write fails as SQLite would fail it
+    (services/db_busy.py makes that a clear, retryable error), and the line goes on working afterwards."""
+    User = type(alice)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold():
+        with transaction.atomic():
+            User.objects.filter(pk=alice.pk).update(first_name="Held")
+            holding.set()
+            done.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    options = connection.settings_dict["OPTIONS"]
+    timeout, options["timeout"] = options.get("timeout"), 0.3
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as failed, transaction.atomic():
+            User.objects.filter(pk=alice.pk).update(last_name="Queued")
+        assert db_busy.is_database_locked(failed.value)
+        assert 0.25 < time.monotonic() - started < 2
+    finally:
+        options["timeout"] = timeout
+        done.set()
+        holder.join(10)
+    User.objects.filter(pk=alice.pk).update(last_name="Later")
+    alice.refresh_from_db()
+    assert (alice.first_name, alice.last_name) == ("Held", "Later")
