@@ -152,6 +152,21 @@ def default_params() -> dict:
     return {}
 
 
+class CatalogStamp(models.Model):
+    """One row: a token replaced, in the same transaction, whenever the model catalogue changes (models,
+    providers and their keys, group restrictions, the site default). Each process keeps the catalogue in
+    memory and re-reads it when the token differs (services/model_choices.py): one tiny read per use instead
+    of the catalogue's queries, and a change made in any process is seen by all of them at once."""
+
+    token = models.CharField(max_length=32)
+
+    class Meta:
+        verbose_name = "catalogue stamp"
+
+    def __str__(self) -> str:
+        return self.token
+
+
 class SiteSettings(models.Model):
     """Site-wide choices an admin makes in the admin (one row, `load()`)."""
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from conversations.models import ChatModel, Conversation, Provider, SiteSettings
 from conversations.services import context, errors, model_menu, turns
 from conversations.services.model_choices import ModelChoices
+from tests.live import database_url_for_tests
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +95,44 @@ def test_the_menu_entry_carries_its_badges_and_description(alice, sim_model):
         "providers": ["Simulator"],
         "default": True,
     }
+
+
+def test_the_catalogue_is_read_once_per_process_until_it_changes(alice, sim_model, backup):
+    """services/model_choices.Catalog: after the first read, a batch of turns or a page costs one single-row
+    read (the stamp) for the whole catalogue; any change replaces the stamp and is seen at the next use."""
+    ModelChoices()
+    with CaptureQueriesContext(connection) as queries:
+        choices = ModelChoices()
+        assert [m.pk for m in choices.copies("gpt-4o", alice)] == [sim_model.pk, backup.pk]
+        assert choices.candidates(sim_model)[1].api_key == "sk-backup"
+    assert len(queries) == 1, [q["sql"] for q in queries]
+
+    backup.provider.priority = 1  # the admin's save: tried first from now on
+    backup.provider.save()
+    assert [m.pk for m in ModelChoices().copies("gpt-4o", alice)] == [backup.pk, sim_model.pk]
+    backup.provider.api_key = "sk-rotated"
+    backup.provider.save()
+    assert ModelChoices().candidates(backup)[0].api_key == "sk-rotated"
+    group = Group.objects.create(name="Backup users")
+    backup.allowed_groups.add(group)  # restricted: alice is not in the group
+    assert [m.pk for m in ModelChoices().copies("gpt-4o", alice)] == [sim_model.pk]
+    SiteSettings.objects.update_or_create(pk=1, defaults={"default_model": "gpt-4o-mini"})
+    assert ModelChoices().default_model == "gpt-4o-mini"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_made_by_another_process_is_seen_at_the_next_turn(alice, sim_model, backup):
+    """Each process keeps its own snapshot: a change saved by another process (the admin's, a management
+    command's) reaches this one through the stamp, with no message between them."""
+    assert [m.pk for m in ModelChoices().copies("gpt-4o", alice)] == [sim_model.pk, backup.pk]
+    script = (
+        "from conversations.models import Provider; "
+        f"p = Provider.objects.get(pk={sim_model.provider_id}); p.enabled = False; p.save()"
+    )
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests()}
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script], env=env, check=True, cwd=settings.BASE_DIR
+    )
+    assert [m.pk for m in ModelChoices().copies("gpt-4o", alice)] == [backup.pk]
+    started = turns.do_send_turn(alice, conversation_id=None, text="hi")
+    assert started.assistant.model_id == backup.pk

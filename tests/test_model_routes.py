@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conversations.models import Conversation, Message, Provider
+from conversations.services import model_choices
 from conversations.testing.upstream import Fault, Reply
 from tests.conftest import session_cookie_for
 from tests.three_providers import AIMLAPI, OPENAI, OPENROUTER, PATHS, bootstrap, switch_off
@@ -144,6 +145,7 @@ def test_a_restart_after_the_admin_switched_a_provider_off_leaves_it_off(
     }
     assert admin_client.post("/admin/conversations/provider/?q=OpenRouter", data).status_code == 302
     Provider.objects.filter(pk=openrouter.pk).update(base_url=f"{upstream.origin}/api/v1/corrected")
+    model_choices.catalogue_changed()  # update() sends no signal
     seed_env_key = "sk-or-rotated-9999"
     monkeypatch.setenv("OPENROUTER_API_KEY", seed_env_key)
 

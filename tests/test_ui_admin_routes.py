@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Provider
+from conversations.services import model_choices
 from tests.conftest import session_cookie_for
 from tests.live import DaphneServer
 from tests.three_providers import AIMLAPI, OPENAI, OPENROUTER, switch_off
@@ -41,6 +42,7 @@ def test_the_provider_page_and_the_admin_index_tell_the_admin(
     )
     openrouter = three_providers[OPENROUTER]
     Provider.objects.filter(pk=openrouter.pk).update(enabled=False, priority=5)
+    model_choices.catalogue_changed()  # update() sends no signal
     page.goto(f"{live_server_daphne.url}/admin/conversations/provider/{openrouter.pk}/change/")
     note = page.get_by_role("note", name="The environment says otherwise")
     expect(note).to_be_visible()

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from conversations.models import Provider
-from conversations.services import providers
+from conversations.services import model_choices, providers
 
 OPENAI, OPENROUTER, AIMLAPI = "OpenAI", "OpenRouter", "AI/ML API"
 PATHS = {
@@ -52,6 +52,7 @@ def three_providers(seed_env, upstream):
     bootstrap()
     # OPENAI_BASE_URL at the simulator makes it a generic server; the site in the issue spoke to OpenAI itself.
     Provider.objects.filter(name=OPENAI).update(kind=Provider.Kind.OPENAI)
+    model_choices.catalogue_changed()  # update() sends no signal
     for provider in Provider.objects.order_by("priority"):
         report = _in_a_thread(providers.test_connection, provider)
         assert report.ok, (provider.name, report.message)
@@ -76,3 +77,4 @@ def _in_a_thread(function, *args):
 
 def switch_off(name: str) -> None:
     Provider.objects.filter(name=name).update(enabled=False)
+    model_choices.catalogue_changed()  # update() sends no signal

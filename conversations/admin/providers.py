@@ -22,7 +22,7 @@ from conversations.admin.audit import AuditedAdmin
 from conversations.admin.display import clipped, when, with_note
 from conversations.llm import errors as llm_errors
 from conversations.models import ChatModel, PersonalKey, Provider, SiteSettings
-from conversations.services import audit, providers
+from conversations.services import audit, model_choices, providers
 
 ADMIN_CSS = {"all": ["conversations/admin.css"]}
 
@@ -241,6 +241,7 @@ class ChatModelAdmin(AuditedAdmin):
     def enable(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
         names = list(queryset.values_list("model_id", flat=True))
         count = queryset.update(enabled=True)
+        model_choices.catalogue_changed()  # update() sends no signal
         audit.record(request.user, "chatmodel.enabled", None, f"Enabled {count} models", models=names)
         self.message_user(request, f"Enabled {count} models.", messages.SUCCESS)
 
@@ -248,6 +249,7 @@ class ChatModelAdmin(AuditedAdmin):
     def disable(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
         names = list(queryset.values_list("model_id", flat=True))
         count = queryset.update(enabled=False)
+        model_choices.catalogue_changed()  # update() sends no signal
         audit.record(request.user, "chatmodel.disabled", None, f"Disabled {count} models", models=names)
         self.message_user(request, f"Disabled {count} models.", messages.SUCCESS)
 

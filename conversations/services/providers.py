@@ -22,6 +22,7 @@ from conversations.llm.models_sync import ListedModel, is_chat_model_id, list_mo
 from conversations.llm.request import ChatMessage, ChatParams, ChatRequest
 from conversations.llm.routes import Route
 from conversations.models import ChatModel, PersonalKey, Provider, SiteSettings
+from conversations.services import model_choices
 from conversations.services.routes import route_for_provider
 
 logger = logging.getLogger(__name__)
@@ -277,5 +278,7 @@ def rotate_all_keys(*, dry_run: bool = False) -> RotationReport:
                     continue
                 if not dry_run:
                     model.objects.filter(pk=pk).update(api_key_encrypted=token)
+                    if model is Provider:  # update() sends no signal: processes re-read the routes' keys
+                        model_choices.catalogue_changed()
                 report.rotated += 1
     return report
