@@ -7,11 +7,13 @@ and buttons on a provider's page; their work is in conversations.services.provid
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import Count, DecimalField, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -58,6 +60,19 @@ class ProviderForm(forms.ModelForm):
         if commit:
             provider.save()
         return provider
+
+
+class PriceInput(forms.NumberInput):
+    """A price as people write it: "2.50", "0.075", not the stored "2.5000", so it fits a narrow column."""
+
+    def format_value(self, value):
+        if isinstance(value, Decimal):  # a form sent back with errors shows what was typed, as typed
+            cents = value.quantize(Decimal("0.01"))
+            value = f"{cents if cents == value else value.normalize():f}"
+        return super().format_value(value)
+
+
+PRICE_FIELDS = {DecimalField: {"widget": PriceInput}}
 
 
 class ChatModelInline(admin.TabularInline):
@@ -208,6 +223,7 @@ class ChatModelAdmin(AuditedAdmin):
     # Copies of one model next to each other, in the order they are tried.
     ordering = ["canonical_id", "provider__priority", "provider__name"]
     filter_horizontal = ["allowed_groups"]
+    formfield_overrides = PRICE_FIELDS
     actions = ["enable", "disable", "make_default"]
     list_per_page = 50
 
