@@ -317,6 +317,9 @@ def test_prices_read_as_people_write_them_and_sent_back_change_nothing(admin_cli
     listing = admin_client.get(its_models).content.decode()
     assert 'name="form-0-input_price" value="2.50"' in listing
     assert 'name="form-0-output_price" value="10.00"' in listing
+    page = admin_client.get(f"{PROVIDERS}{sim_model.provider_id}/change/").content.decode()
+    assert 'name="models-0-input_price" value="2.50"' in page
+    assert 'aria-label="Output $ / 1M tokens"' in page  # the inline's inputs are named after their columns
     data = {
         "form-TOTAL_FORMS": "1",
         "form-INITIAL_FORMS": "1",

@@ -17,6 +17,7 @@ from django.db.models import Count, DecimalField, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from conversations import catalog
@@ -76,10 +77,22 @@ PRICE_FIELDS = {DecimalField: {"widget": PriceInput}}
 
 
 class ChatModelInline(admin.TabularInline):
+    # The model list's everyday columns; the rest (cached price, output limit, groups) behind each row's "Change".
     model = ChatModel
     extra = 0
-    fields = ["model_id", "display_name", "canonical_id", "supports_images", "context_window", "enabled"]
+    fields = [
+        "model_id", "display_name", "canonical_id", "supports_images", "context_window", "input_price",
+        "output_price", "enabled",
+    ]  # fmt: skip
     show_change_link = True
+    formfield_overrides = PRICE_FIELDS
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # A tabular inline's inputs have no <label>: each is named after its column.
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and db_field.name in self.fields:
+            field.widget.attrs.setdefault("aria-label", capfirst(db_field.verbose_name))
+        return field
 
 
 @admin.register(Provider)
