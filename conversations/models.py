@@ -105,14 +105,28 @@ class ChatModel(models.Model):
     supports_images = models.BooleanField(default=False)
     context_window = models.PositiveIntegerField(default=8192)
     max_output_tokens = models.PositiveIntegerField(default=4096)
+    # The verbose names carry the unit: they are the admin's column headers.
     input_price = models.DecimalField(
-        max_digits=12, decimal_places=4, default=Decimal(0), help_text="USD per 1M input tokens"
+        "input $ / 1M tokens",
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal(0),
+        help_text="USD per 1M input tokens",
     )
     cached_input_price = models.DecimalField(
-        max_digits=12, decimal_places=4, null=True, blank=True, help_text="USD per 1M cached input tokens"
+        "cached input $ / 1M tokens",
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per 1M cached input tokens. Empty: the input price.",
     )
     output_price = models.DecimalField(
-        max_digits=12, decimal_places=4, default=Decimal(0), help_text="USD per 1M output tokens"
+        "output $ / 1M tokens",
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal(0),
+        help_text="USD per 1M output tokens",
     )
     retired_on = models.DateField(null=True, blank=True, help_text="When the provider withdrew it, if it did")
     enabled = models.BooleanField(default=True)

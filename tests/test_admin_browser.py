@@ -295,3 +295,140 @@ def test_every_change_list_fits_a_laptop_without_scrolling_sideways(
             if sizes["page"] > sizes["window"] or (width == 1280 and sizes["table"] > sizes["box"]):
                 too_wide.append((change_list, width, sizes))
     assert not too_wide, too_wide
+
+
+# --- Prices say their unit; a provider's models fit ---------------------------------------------------------
+
+PRICE_HEADERS = ["Input $ / 1M tokens", "Output $ / 1M tokens"]
+
+# Header cells whose text runs past the cell's edges, and number inputs too narrow for their value: "cut".
+CUT_CELLS = """(table) => {
+    const cut = [];
+    for (const th of table.querySelectorAll('thead th')) {
+        const text = document.createRange();
+        text.selectNodeContents(th);
+        const [inner, box] = [text.getBoundingClientRect(), th.getBoundingClientRect()];
+        if (inner.width && (inner.left < box.left - 0.5 || inner.right > box.right + 0.5
+                            || th.scrollWidth > th.clientWidth)) cut.push(th.textContent.trim());
+    }
+    for (const input of table.querySelectorAll('input[name$="_price"], input[name$="-context_window"]')) {
+        if (input.scrollWidth > input.clientWidth) cut.push(`${input.name}=${input.value}`);
+    }
+    return cut;
+}"""
+
+
+# Whether a person can see and click the whole of an element: scrolled to (the window only: scrollIntoView would
+# also scroll a box that clips it), the points at its corners hit it.
+UNCOVERED = """(element) => {
+    window.scrollBy(0, element.getBoundingClientRect().top - window.innerHeight / 2);
+    const r = element.getBoundingClientRect();
+    return r.width > 0 && [[r.left + 1, r.top + 1], [r.right - 1, r.bottom - 1]].every(
+        ([x, y]) => element.contains(document.elementFromPoint(x, y)));
+}"""
+
+
+def seed_wide_models(count: int = 5) -> Provider:
+    """A provider serving several models with long ids and names and the largest prices anyone will type."""
+    provider = Provider(
+        name=f"Provider {LONG}"[:100],
+        kind=Provider.Kind.OPENAI_COMPATIBLE,
+        base_url=f"https://{LONG}.gateway.example.com/api/v1",
+        priority=12345,
+    )
+    provider.api_key = "sk-wide-models-0000-Zz99"
+    provider.save()
+    for n in range(count):
+        ChatModel.objects.create(
+            provider=provider, model_id=f"vendor/{LONG}-{n}", canonical_id=f"vendor/{LONG}-{n}",
+            display_name=f"Model {LONG} {n}", supports_images=n % 2 == 0, context_window=2_000_000,
+            input_price=Decimal("1234.5678"), cached_input_price=Decimal("617.2839"),
+            output_price=Decimal("98765.4321"),
+        )  # fmt: skip
+    return provider
+
+
+def test_price_columns_say_their_unit_and_nothing_in_them_is_cut(
+    browser_orm, page, live_server_daphne, admin_user
+):
+    provider = seed_wide_models()
+    base = live_server_daphne.url
+    page.set_viewport_size({"width": 1280, "height": 800})
+    admin_login(page, base)
+    for width in (1280, 1024):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(f"{base}/admin/conversations/chatmodel/")
+        for name in PRICE_HEADERS:
+            expect(page.get_by_role("columnheader", name=name)).to_be_visible()
+        shot(page, f"admin-model-prices-{width}")
+        assert page.locator("#result_list").evaluate(CUT_CELLS) == [], f"cut at {width} px"
+
+        page.goto(f"{base}/admin/conversations/provider/{provider.pk}/change/")
+        models = page.get_by_role("group", name="Chat models")
+        for name in PRICE_HEADERS:
+            expect(models.get_by_role("columnheader", name=name)).to_be_visible()
+        expect(models.get_by_role("spinbutton", name="Input $ / 1M tokens").first).to_have_value("1234.5678")
+        expect(models.get_by_role("spinbutton", name="Output $ / 1M tokens")).to_have_count(5)
+        shot(page, f"admin-provider-model-prices-{width}")
+        assert models.get_by_role("table").evaluate(CUT_CELLS) == [], f"cut at {width} px"
+
+    # A model's own page: every price, the cached one too, named with its unit and shown as people write it.
+    mini = ChatModel.objects.create(
+        provider=Provider.objects.create(name="Simulator", base_url="http://127.0.0.1:9/v1"), model_id="gpt-4o-mini",
+        canonical_id="gpt-4o-mini", display_name="GPT-4o mini", input_price=Decimal("0.15"),
+        cached_input_price=Decimal("0.075"), output_price=Decimal("0.6"),
+    )  # fmt: skip
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{base}/admin/conversations/chatmodel/{mini.pk}/change/")
+    expect(page.get_by_label("Input $ / 1M tokens:", exact=True)).to_have_value("0.15")
+    expect(page.get_by_label("Cached input $ / 1M tokens")).to_have_value("0.075")
+    expect(page.get_by_label("Output $ / 1M tokens")).to_have_value("0.60")
+    shot(page, "admin-model-page-prices")
+
+    # A phone: Django stacks the page; the list scrolls in its own box, the page does not.
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{base}/admin/conversations/chatmodel/")
+    expect(page.get_by_role("columnheader", name=PRICE_HEADERS[0])).to_be_attached()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    shot(page, "admin-model-prices-390")
+    assert page.locator("#result_list").evaluate(CUT_CELLS) == [], "cut at 390 px"
+    page.locator("#changelist .results").evaluate("(box) => { box.scrollLeft = box.scrollWidth; }")
+    shot(page, "admin-model-prices-390-scrolled")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_providers_page_with_many_wide_models_fits_a_laptop(
+    browser_orm, page, live_server_daphne, admin_user, scheme
+):
+    provider = seed_wide_models()
+    page.emulate_media(color_scheme=scheme)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    admin_login(page, live_server_daphne.url)
+    for width in (1280, 1024):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(f"{live_server_daphne.url}/admin/conversations/provider/{provider.pk}/change/")
+        models = page.get_by_role("group", name="Chat models")
+        expect(models.get_by_role("link", name="Change")).to_have_count(5)
+        for link in models.get_by_role("link", name="Change").all():
+            assert link.evaluate(UNCOVERED), f"a model's Change link is hidden at {width} px"
+        sizes = models.get_by_role("table").evaluate(
+            """(table) => ({page: document.scrollingElement.scrollWidth, window: window.innerWidth,
+                            table: table.getBoundingClientRect().width,
+                            box: table.closest('.inline-group').clientWidth})"""
+        )
+        page.evaluate("window.scrollTo(0, 0)")  # the sticky side bar at the top, where people see it
+        shot(page, f"admin-provider-models-{width}-{scheme}")
+        # At 1280 nothing scrolls sideways; at 1024 the table may scroll in its box, the page may not.
+        assert sizes["page"] <= sizes["window"], (width, sizes)
+        if width == 1280:
+            assert sizes["table"] <= sizes["box"], (width, sizes)
+        else:  # the last columns are a scroll of the table's box away
+            models.get_by_role("table").evaluate("(table) => { table.scrollLeft = table.scrollWidth; }")
+            assert models.get_by_role("columnheader", name="Delete?").evaluate(UNCOVERED)
+            assert models.get_by_role("spinbutton", name="Output $ / 1M tokens").first.evaluate(UNCOVERED)
+            assert models.get_by_role("button", name="Add another Chat model").evaluate(UNCOVERED)
+            shot(page, f"admin-provider-models-{width}-{scheme}-scrolled")
+        # Each model's id, name and canonical id stay editable in a box wide enough to read a usual id.
+        for name in ("Model id", "Display name", "Canonical id"):
+            for box in models.get_by_role("textbox", name=name).all():
+                assert box.bounding_box()["width"] >= 110, (name, width)

@@ -311,6 +311,32 @@ def test_models_are_edited_in_the_list(admin_client, sim_model):
     assert AuditEntry.objects.get().action == "chatmodel.changed"
 
 
+def test_prices_read_as_people_write_them_and_sent_back_change_nothing(admin_client, sim_model):
+    # Stored as 2.5000 and 10.0000.
+    its_models = f"/admin/conversations/chatmodel/?provider__id__exact={sim_model.provider_id}"
+    listing = admin_client.get(its_models).content.decode()
+    assert 'name="form-0-input_price" value="2.50"' in listing
+    assert 'name="form-0-output_price" value="10.00"' in listing
+    page = admin_client.get(f"{PROVIDERS}{sim_model.provider_id}/change/").content.decode()
+    assert 'name="models-0-input_price" value="2.50"' in page
+    assert 'aria-label="Output $ / 1M tokens"' in page  # the inline's inputs are named after their columns
+    data = {
+        "form-TOTAL_FORMS": "1",
+        "form-INITIAL_FORMS": "1",
+        "form-0-id": str(sim_model.pk),
+        "form-0-display_name": "GPT-4o",
+        "form-0-supports_images": "on",
+        "form-0-context_window": "128000",
+        "form-0-input_price": "2.50",
+        "form-0-output_price": "10.00",
+        "form-0-enabled": "on",
+        "_save": "Save",
+    }
+    assert admin_client.post("/admin/conversations/chatmodel/", data).status_code == 302
+    assert not AuditEntry.objects.exists()
+    assert not LogEntry.objects.exists()
+
+
 def test_provider_priority_sets_the_fallback_order(admin_client, upstream, sim_model, sim_provider):
     backup = Provider.objects.create(name="Backup", base_url=upstream.base_url, priority=50)
     ChatModel.objects.create(provider=backup, model_id="gpt-4o", canonical_id="gpt-4o", display_name="GPT-4o")

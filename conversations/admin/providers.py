@@ -7,14 +7,17 @@ and buttons on a provider's page; their work is in conversations.services.provid
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import Count, DecimalField, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from conversations import catalog
@@ -60,11 +63,36 @@ class ProviderForm(forms.ModelForm):
         return provider
 
 
+class PriceInput(forms.NumberInput):
+    """A price as people write it: "2.50", "0.075", not the stored "2.5000", so it fits a narrow column."""
+
+    def format_value(self, value):
+        if isinstance(value, Decimal):  # a form sent back with errors shows what was typed, as typed
+            cents = value.quantize(Decimal("0.01"))
+            value = f"{cents if cents == value else value.normalize():f}"
+        return super().format_value(value)
+
+
+PRICE_FIELDS = {DecimalField: {"widget": PriceInput}}
+
+
 class ChatModelInline(admin.TabularInline):
+    # The model list's everyday columns; the rest (cached price, output limit, groups) behind each row's "Change".
     model = ChatModel
     extra = 0
-    fields = ["model_id", "display_name", "canonical_id", "supports_images", "context_window", "enabled"]
+    fields = [
+        "model_id", "display_name", "canonical_id", "supports_images", "context_window", "input_price",
+        "output_price", "enabled",
+    ]  # fmt: skip
     show_change_link = True
+    formfield_overrides = PRICE_FIELDS
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # A tabular inline's inputs have no <label>: each is named after its column.
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and db_field.name in self.fields:
+            field.widget.attrs.setdefault("aria-label", capfirst(db_field.verbose_name))
+        return field
 
 
 @admin.register(Provider)
@@ -208,6 +236,7 @@ class ChatModelAdmin(AuditedAdmin):
     # Copies of one model next to each other, in the order they are tried.
     ordering = ["canonical_id", "provider__priority", "provider__name"]
     filter_horizontal = ["allowed_groups"]
+    formfield_overrides = PRICE_FIELDS
     actions = ["enable", "disable", "make_default"]
     list_per_page = 50
 
