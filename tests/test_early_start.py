@@ -118,19 +118,18 @@ async def test_writes_that_fail_after_the_request_left_abandon_the_answer(
 ):
     """The turn's last write (the conversation's UPDATE) comes after its request left: if it fails, the whole
     turn rolls back, on SQLite as on PostgreSQL, and its answer goes nowhere."""
-    manager = type(Conversation.objects)
-    original = manager.bulk_update
+    original = turns._update_rows
 
-    def bulk_update(self, objs, fields, **kwargs):
-        if self.model is Conversation:
+    def update_rows(rows, fields):
+        if rows and isinstance(rows[0], Conversation):
             deadline = time.monotonic() + 5
             while not chat_requests(upstream) and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert chat_requests(upstream), "the request should have left before the last write"
             raise DatabaseError("disk I/O error")
-        return original(self, objs, fields, **kwargs)
+        return original(rows, fields)
 
-    monkeypatch.setattr(manager, "bulk_update", bulk_update)
+    monkeypatch.setattr(turns, "_update_rows", update_rows)
     upstream.enqueue(Reply(text="Nobody should ever see this.", ttft=0.0, token_delay=0.05))
     communicator = await open_socket(alice)
     await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})

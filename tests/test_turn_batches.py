@@ -105,3 +105,24 @@ def test_a_batch_reads_the_shared_rows_once(django_user_model, sim_model):
     # Each further turn costs only its own writes and checks (about six statements), not the shared reads.
     assert len(twenty) <= shared + 19 * 6, [q["sql"][:80] for q in twenty.captured_queries]
     assert len(twenty) < 19 * len(one) / 1.5
+
+
+def test_a_batch_saves_each_conversations_new_state(keys, alice, charlie, sim_model, gpt4):
+    """The batch's one UPDATE of the conversations (turns._update_rows) leaves each row as a turn on its own
+    would: pointing at its new answer, on the model asked for, with its settings, bumped in the sidebar."""
+    alice_key, charlie_key = keys
+    mine = do_send_turn(alice, conversation_id=None, text="First").conversation
+    idle(mine)
+    before = Conversation.objects.get(pk=mine.pk).updated_at
+    with_settings = send(alice_key, str(mine.public_id), "Second", model="gpt-4")
+    with_settings.data["params"] = {"temperature": 0.2}
+    with_settings.data["system_prompt"] = "Answer in French."
+    mine_again, theirs = run([with_settings, send(charlie_key, None, "Hello from Charlie")])
+    mine.refresh_from_db()
+    assert mine.current_leaf_id == mine_again.turn.assistant.pk
+    assert (mine.canonical_model, mine.model_id) == ("gpt-4", gpt4.pk)
+    assert (mine.params, mine.system_prompt) == ({"temperature": 0.2}, "Answer in French.")
+    assert mine.updated_at > before
+    new = Conversation.objects.get(pk=theirs.turn.conversation.pk)
+    assert (new.owner, new.current_leaf_id) == (charlie, theirs.turn.assistant.pk)
+    assert new.canonical_model == sim_model.canonical_id
