@@ -174,3 +174,20 @@ async def test_text_read_before_the_provider_falls_silent_still_goes_out(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_running_answers_send_fewer_frames_while_turns_wait_to_start(settings):
+    """engine/generation.frame_interval: while turns wait for admission (a burst), running answers' frames
+    come at most every ADMISSION_FRAME_INTERVAL, so the event loop starts the waiting answers first; after,
+    CHAT_FRAME_INTERVAL again."""
+    from channels.layers import get_channel_layer
+
+    settings.CHAT_FRAME_INTERVAL = 0.04
+    layer = get_channel_layer()
+    assert generation.frame_interval(layer) == 0.04
+    registry.ADMITTING += 1
+    try:
+        assert generation.frame_interval(layer) == generation.ADMISSION_FRAME_INTERVAL == 0.25
+    finally:
+        registry.ADMITTING -= 1
+    assert generation.frame_interval(layer) == 0.04

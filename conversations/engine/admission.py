@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 
 from conversations import metrics
-from conversations.engine import generation
+from conversations.engine import generation, registry
 from conversations.services.turns import StartedTurn, TurnBatch, TurnRequest
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,11 @@ class _Admission:
         self.queue.append(waiting)
         if self.worker is None or self.worker.done():
             self.worker = self.loop.create_task(self._work(), name="turn-admission")
-        started = await waiting.future
+        registry.ADMITTING += 1
+        try:
+            started = await waiting.future
+        finally:
+            registry.ADMITTING -= 1
         return Admitted(started, waiting.generation)
 
     async def _work(self) -> None:

@@ -56,10 +56,18 @@ TEXT_EVENTS = (TextDelta, RefusalDelta)  # the events whose text is the answer's
 LISTENER_STOP_TIMEOUT = 5.0
 
 
+# Seconds between two frames of a running answer while turns wait to be started (registry.ADMITTING).
+ADMISSION_FRAME_INTERVAL = 0.25
+
+
 def frame_interval(layer) -> float:
-    """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL, longer when many answers run."""
+    """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL, longer when many answers run, and
+    ADMISSION_FRAME_INTERVAL while turns wait to start. An answer's first frame is never held back."""
     budget = PROCESS_FRAMES_PER_SECOND["in-memory" if isinstance(layer, InMemoryChannelLayer) else "redis"]
-    return max(settings.CHAT_FRAME_INTERVAL, len(registry.RUNNING) / budget)
+    interval = max(settings.CHAT_FRAME_INTERVAL, len(registry.RUNNING) / budget)
+    if registry.ADMITTING:
+        return max(interval, ADMISSION_FRAME_INTERVAL)
+    return interval
 
 
 def start(

@@ -21,6 +21,11 @@ RUNNING: dict[int, Generation] = {}
 # Open websockets of this process, by user pk (CHAT_MAX_SOCKETS_PER_USER is checked against it at connect).
 SOCKETS: dict[int, int] = {}
 
+# Turns of this process between their frame's arrival and their acknowledgement (engine/admission.py). While
+# any wait, running answers send frames less often (engine/generation.frame_interval): the event loop's time
+# goes to starting the waiting answers first.
+ADMITTING = 0
+
 _draining = False
 
 
