@@ -56,16 +56,18 @@ TEXT_EVENTS = (TextDelta, RefusalDelta)  # the events whose text is the answer's
 LISTENER_STOP_TIMEOUT = 5.0
 
 
-# Seconds between two frames of a running answer while turns wait to be started (registry.ADMITTING).
+# Seconds between two frames of a running answer while at least ADMISSION_BACKLOG turns wait to be started
+# (registry.ADMITTING): a burst. A turn or two being started, the everyday case, slows nothing.
 ADMISSION_FRAME_INTERVAL = 0.25
+ADMISSION_BACKLOG = 8
 
 
 def frame_interval(layer) -> float:
     """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL, longer when many answers run, and
-    ADMISSION_FRAME_INTERVAL while turns wait to start. An answer's first frame is never held back."""
+    ADMISSION_FRAME_INTERVAL while a burst of turns waits to start. An answer's first frame is never held."""
     budget = PROCESS_FRAMES_PER_SECOND["in-memory" if isinstance(layer, InMemoryChannelLayer) else "redis"]
     interval = max(settings.CHAT_FRAME_INTERVAL, len(registry.RUNNING) / budget)
-    if registry.ADMITTING:
+    if registry.ADMITTING >= ADMISSION_BACKLOG:
         return max(interval, ADMISSION_FRAME_INTERVAL)
     return interval
 
