@@ -259,6 +259,9 @@ CHAT_UPSTREAM_KEEPALIVE = env_int("CHAT_UPSTREAM_KEEPALIVE", 100, minimum=0)
 # Streamed text is coalesced into frames at most this often, or sooner when this many characters wait.
 CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.04, minimum=0.005)
 CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 2000, minimum=1)
+# Python's cycle collector runs after this many net allocations in a serving process (Python's default: 700),
+# and what start-up loaded is frozen out of its runs (conversations/engine/__init__.py). 0: Python's defaults.
+CHAT_GC_GEN0_THRESHOLD = env_int("CHAT_GC_GEN0_THRESHOLD", 50_000, minimum=0)
 # The partial answer is saved this often (and the heartbeat with it), never per token.
 CHAT_CHECKPOINT_INTERVAL = env_float("CHAT_CHECKPOINT_INTERVAL", 1.0, minimum=0.05)
 # A generation whose heartbeat is older than this belongs to a dead process: it is marked interrupted.

@@ -193,3 +193,26 @@ async def test_running_answers_send_fewer_frames_while_turns_wait_to_start(setti
     finally:
         registry.ADMITTING -= 2 + generation.ADMISSION_BACKLOG
     assert generation.frame_interval(layer) == 0.04
+
+
+def test_a_serving_process_tunes_the_cycle_collector_once(monkeypatch, settings):
+    """engine._tune_gc: on the engine's start, what start-up loaded is frozen and the young generation's
+    threshold raised (CHAT_GC_GEN0_THRESHOLD); once per process however many loops start; 0 leaves Python's
+    defaults alone."""
+    import gc
+
+    monkeypatch.setattr(engine, "_gc_tuned", False)
+    before = gc.get_threshold()
+    settings.CHAT_GC_GEN0_THRESHOLD = 0
+    engine._tune_gc()
+    assert gc.get_threshold() == before and not engine._gc_tuned
+    settings.CHAT_GC_GEN0_THRESHOLD = 12_345
+    try:
+        engine._tune_gc()
+        assert gc.get_threshold()[0] == 12_345 and gc.get_freeze_count() > 0
+        settings.CHAT_GC_GEN0_THRESHOLD = 54_321
+        engine._tune_gc()  # once per process
+        assert gc.get_threshold()[0] == 12_345
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
