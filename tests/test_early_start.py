@@ -140,3 +140,29 @@ async def test_writes_that_fail_after_the_request_left_abandon_the_answer(
     await communicator.disconnect()
     assert await Message.objects.acount() == 0
     assert await Conversation.objects.acount() == 0
+
+
+async def test_a_closed_socket_leaves_nothing_in_the_channel_layer(upstream, sim_model, alice):
+    """engine/dispatch.py may be between two receives when a socket closes (a frame taken, not yet handled):
+    the consumer then discards its channel itself, so no queue or membership outlives the socket, even with
+    frames still streaming to it."""
+    from channels.layers import get_channel_layer
+
+    from conversations.engine import channel_groups, registry
+
+    layer = get_channel_layer()
+    upstream.enqueue(Reply(text=" ".join(f"w{i}" for i in range(300)), ttft=0.0, token_delay=0.002))
+    before = set(layer.channels)
+    communicator = await open_socket(alice)
+    await communicator.send_json_to({"type": "send", "text": "Stream to me", "ref": "r1"})
+    await frames_until(communicator, lambda f: f["type"] == "delta")
+    await communicator.disconnect()
+    deadline = asyncio.get_running_loop().time() + 10
+    while registry.RUNNING and asyncio.get_running_loop().time() < deadline:  # the answer goes on, then ends
+        await asyncio.sleep(0.05)
+    assert not registry.RUNNING
+    # What is left is this loop's revocation listener (engine/revocation.py), which lives as the process does.
+    new = {c for c in set(layer.channels) - before if channel_groups.REVOCATIONS_CHANNEL_PREFIX not in c}
+    assert new == set()
+    members = {channel for group in layer.groups.values() for channel in group}
+    assert not {c for c in members - before if channel_groups.REVOCATIONS_CHANNEL_PREFIX not in c}

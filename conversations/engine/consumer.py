@@ -49,8 +49,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
-        with contextlib.suppress(StopConsumer):  # the socket closed
-            await dispatch_forever([receive, self.channel_receive], self.dispatch)
+        try:
+            with contextlib.suppress(StopConsumer):  # the socket closed
+                await dispatch_forever([receive, self.channel_receive], self.dispatch)
+        finally:
+            # channels' layers let go of a channel (Redis: unsubscribe) when a receive on it is cancelled; the
+            # loop's reader may be between two receives when the socket closes, so say it outright.
+            with contextlib.suppress(Exception):
+                await self.channel_layer.discard_channel(self.channel_name)
 
     async def connect(self) -> None:
         user = self.scope.get("user")

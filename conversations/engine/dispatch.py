@@ -10,8 +10,9 @@ What stays as in channels: messages are handled one at a time, in the order they
 frames that arrive while it runs never interleave: the consumer's `known` offsets depend on it); each source
 has at most one message taken and not yet handled, so a socket that falls behind leaves the rest in its
 channel, where the layer's capacity applies as before; an error raised by a source ends the loop with that
-error; on exit the readers are cancelled (which, as in channels, is what unsubscribes a channel-layer
-channel).
+error; on exit the readers are cancelled. Unlike channels' loop, a reader may then be between two receives
+(holding a message not yet handled), so a cancelled receive can't be relied on to release a channel-layer
+channel: the consumer discards its channel itself (engine/consumer.py).
 """
 
 from __future__ import annotations

@@ -85,6 +85,12 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
             with contextlib.suppress(ChannelFull):
                 await self.send(channel, message)  # no real await inside: a copy onto the channel's queue
 
+    async def discard_channel(self, channel: str) -> None:
+        """Forget a channel nobody will receive on again (a closed socket, an ended generation): its queue
+        and its group memberships. channels drops them only when a receive on it is cancelled."""
+        self.channels.pop(channel, None)
+        self._remove_from_groups(channel)
+
     async def flush(self) -> None:
         await super().flush()
         self._next_clean = 0.0
