@@ -10,13 +10,13 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
-from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from conversations.models import Conversation, Message
+from conversations.services import plain_reads
 from conversations.services.errors import NotFound, Unauthenticated
 
 
@@ -61,7 +61,7 @@ def conversations_for_turns(public_ids: Iterable[object]) -> dict[uuid.UUID, Con
     for public_id in public_ids:
         with contextlib.suppress(NotFound):
             wanted.add(parse_uuid(public_id))
-    rows = _for_turn().filter(public_id__in=wanted, deleted_at__isnull=True)
+    rows = plain_reads.conversations_for_turns(sorted(wanted))  # _for_turn()'s rows, without building its SQL
     return {row.public_id: row for row in rows}
 
 
@@ -101,8 +101,8 @@ class SessionUsers:
         self._sessions: dict[str, dict] = {}
         if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
             store = SessionStore()
-            rows = Session.objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
-            self._sessions = {row.session_key: store.decode(row.session_data) for row in rows}
+            rows = plain_reads.session_data(sorted(keys), timezone.now())
+            self._sessions = {key: store.decode(data) for key, data in rows.items()}
         else:  # another backend: ask it, one key at a time
             engine = import_module(settings.SESSION_ENGINE)
             for key in keys:
@@ -113,12 +113,7 @@ class SessionUsers:
         for session in self._sessions.values():
             with contextlib.suppress(TypeError, ValueError, ValidationError):
                 ids.add(User._meta.pk.to_python(session.get(SESSION_KEY)))
-        self._users = {
-            user.pk: user
-            for user in User._default_manager.select_related("quota", "custom_instructions").filter(
-                pk__in=ids
-            )
-        }
+        self._users = plain_reads.users_with_limits(sorted(ids))  # with their quota and instructions
 
     def user_ids(self) -> list:
         return list(self._users)

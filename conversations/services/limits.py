@@ -15,11 +15,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count
 from django.utils import timezone
 
 from conversations.models import ChatModel, Message
-from conversations.services import quotas
+from conversations.services import plain_reads, quotas
 from conversations.services.errors import BudgetExceeded, RateLimited, TooManyRunning
 
 # Prompt tokens assumed when reserving, before the prompt is built (the real count settles it).
@@ -120,13 +119,7 @@ def _refusal(period: str, limit, used, held, need, fmt, when: quotas.Periods) ->
 
 def running_answers(user_ids) -> dict:
     """How many answers each user has being written now (pending or streaming), in any process. One query."""
-    rows = (
-        Message.objects.filter(conversation__owner_id__in=list(user_ids), status__in=Message.ACTIVE_STATUSES)
-        .values_list("conversation__owner_id")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    return dict(rows)
+    return plain_reads.running_answers(sorted(user_ids))
 
 
 def check_running(user, running: int) -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import F
-
 from conversations.models import Attachment, Conversation, Message
+from conversations.services import plain_reads
 
 
 def load_messages(conversation: Conversation) -> list[Message]:
@@ -60,13 +59,11 @@ def histories(conversation_pks: Iterable[int]) -> dict[int, History]:
     out = {pk: History([], {}) for pk in pks}
     if not pks:
         return out
-    for message in Message.objects.filter(conversation_id__in=pks).order_by("created_at", "id"):
+    # Every turn reads this: plain_reads keeps the statements' text instead of building it each time.
+    for message in plain_reads.messages_of(pks):
         out[message.conversation_id].messages.append(message)
-    images = Attachment.objects.filter(message__conversation_id__in=pks).annotate(
-        conversation_pk=F("message__conversation_id")
-    )
-    for attachment in images:  # in the model's order, as message.attachments.all() gives them
-        out[attachment.conversation_pk].images.setdefault(attachment.message_id, []).append(attachment)
+    for attachment, conversation_pk in plain_reads.images_of(pks):  # as message.attachments.all() orders them
+        out[conversation_pk].images.setdefault(attachment.message_id, []).append(attachment)
     return out
 
 
