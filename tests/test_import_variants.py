@@ -539,6 +539,11 @@ def test_a_zip_of_per_chat_json_files_imports_each_and_skips_a_broken_one(client
     assert any(p.startswith("Broken.json: it is not valid JSON") for p in job["report"]["problems"])
 
 
+def test_a_zip_of_json_files_none_of_which_can_be_read_imports_nothing(client, alice):
+    job = upload(client, alice, zipped({"a.json": b"{oops", "b.json": b'[{"x": 1}]'}), "chats.zip")
+    assert job["status"] == "failed" and "We read a Chatsite export, ChatGPT" in job["error"], job
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -184,7 +184,9 @@ def _import(job: ImportJob, report: Report) -> None:
             heartbeat()
     finally:
         source.close()
-    if unknown and not report.format:  # not one conversation we know: not an export we read
+    if not report.format and (
+        unknown or report.problems
+    ):  # not one conversation we know: not an export we read
         archive.refuse(f"it is not an export we can read. We read {formats.NAMES}.")
     instructions = None
     if report.format == ours.NAME:  # our export carries the user's custom instructions beside the chats
