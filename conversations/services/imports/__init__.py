@@ -1,7 +1,7 @@
 """Imports: a file from this site or from another chat app, read as a stream and written in short
 transactions by a background job, all or nothing.
 
-    archive.py   opening the upload: JSON or zip, the zip guard, images by path or by ChatGPT file id
+    archive.py   opening the upload: JSON or zip (one JSON, or several), the zip guard, images by path or file id
     reader.py    conversations out of the JSON one at a time (ijson)
     formats/     one reader per format, chosen by the shape of each conversation
     tree.py      a conversation's tree from parent links, in one linear pass, in any order

@@ -1,5 +1,6 @@
 """Opening an uploaded file: a JSON file, or a zip holding one (at its root or in a folder, as re-zipping an
-unpacked export gives) with images beside it.
+unpacked export gives) with images beside it. A zip without a conversations JSON but with several JSON files
+(per-chat exporters save one file per chat) is read file after file.
 
 The zip guard checks every member's declared sizes before anything is read: the total it would unpack to
 (CHAT_IMPORT_MAX_UNCOMPRESSED_BYTES) and each member's compression ratio (CHAT_IMPORT_MAX_RATIO). zipfile
@@ -13,6 +14,7 @@ import os
 import posixpath
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -22,6 +24,16 @@ from conversations.services.errors import InvalidInput
 
 # Names of the JSON a zip may hold, most specific first (ours and ChatGPT's, Claude's, Open WebUI's, ...).
 JSON_NAMES = ("conversations.json", "chats.json", "chat-export.json")
+# What else ChatGPT's and Claude's exports hold beside their conversations: never conversations.
+NOT_CONVERSATIONS = (
+    "user.json",
+    "users.json",
+    "projects.json",
+    "memories.json",
+    "message_feedback.json",
+    "model_comparisons.json",
+    "shared_conversations.json",
+)
 FILE_ID = re.compile(r"(file[-_][A-Za-z0-9]+)")
 SMALL_MEMBER = 1024 * 1024  # below this, a high ratio (a file of spaces) can't hurt anyone
 MAX_MEMBERS = 200_000
@@ -38,8 +50,32 @@ class Source:
     json: BinaryIO
     archive: zipfile.ZipFile | None = None
     folder: str = ""  # where the JSON sits in the zip; our images/ paths are relative to it
-    json_size: int = 0  # bytes of JSON to read: progress is how far the stream has got
+    json_size: int = 0  # bytes of JSON to read: progress is how far the streams have got
+    json_name: str = ""  # the member's name in the zip
+    more: list[str] = field(default_factory=list)  # further JSON members, read after `json`
+    json_sizes: list[int] = field(default_factory=list)  # each member's size, for progress
     _handles: list = field(default_factory=list)
+    _done: int = 0  # bytes of the JSON members already read
+
+    def documents(self) -> Iterator[tuple[str, BinaryIO]]:
+        """(name, stream) of each JSON document in turn: `json`, then the further members, each opened when
+        its turn comes and closed when the next one opens."""
+        yield self.json_name, self.json
+        for name in self.more:
+            assert self.archive is not None
+            self._done += self.json_sizes.pop(0) if self.json_sizes else 0
+            previous, self.json = self.json, self.archive.open(name)
+            self._handles[self._handles.index(previous)] = self.json
+            previous.close()
+            self.folder = posixpath.dirname(name)
+            yield name, self.json
+
+    def position(self) -> int:
+        """Bytes of JSON read so far, for the progress bar."""
+        try:
+            return self._done + self.json.tell()
+        except (OSError, ValueError):
+            return self._done
 
     def member(self, path: str) -> str | None:
         """A member by its path relative to the JSON's folder (ours: images/<id>.png)."""
@@ -94,13 +130,19 @@ def check_members(infos: list[zipfile.ZipInfo]) -> None:
         refuse(f"the zip would unpack to more than {limit:g} GB.")
 
 
-def _json_member(names: list[str]) -> str | None:
-    """The shallowest conversations JSON (a folder is fine); failing that, a lone JSON file."""
+def _json_members(names: list[str]) -> list[str]:
+    """The shallowest conversations JSON (a folder is fine); failing that, every other JSON file, by name."""
     candidates = [n for n in names if posixpath.basename(n) in JSON_NAMES and "__MACOSX" not in n]
     if candidates:
-        return min(candidates, key=lambda n: (n.count("/"), JSON_NAMES.index(posixpath.basename(n))))
-    others = [n for n in names if n.lower().endswith(".json") and "__MACOSX" not in n]
-    return others[0] if len(others) == 1 else None
+        return [min(candidates, key=lambda n: (n.count("/"), JSON_NAMES.index(posixpath.basename(n))))]
+    return sorted(
+        n
+        for n in names
+        if n.lower().endswith(".json")
+        and "__MACOSX" not in n
+        and posixpath.basename(n).lower() not in NOT_CONVERSATIONS
+        and not posixpath.basename(n).startswith(".")
+    )
 
 
 def open_source(path: str) -> Source:
@@ -117,9 +159,10 @@ def open_source(path: str) -> Source:
         refuse("it is not a readable zip file.")
     try:
         check_members(infos)
-        name = _json_member([i.filename for i in infos])
-        if name is None:
+        names = _json_members([i.filename for i in infos if not i.is_dir()])
+        if not names:
             refuse("the zip holds no conversations.json.")
+        name = names[0]
         stream = archive.open(name)
     except (zipfile.BadZipFile, NotImplementedError, OSError):
         archive.close()
@@ -129,8 +172,14 @@ def open_source(path: str) -> Source:
         archive.close()
         handle.close()
         raise
-    folder = posixpath.dirname(name)
-    size = archive.getinfo(name).file_size
+    size = sum(archive.getinfo(n).file_size for n in names)
     return Source(
-        json=stream, archive=archive, folder=folder, json_size=size, _handles=[stream, archive, handle]
+        json=stream,
+        archive=archive,
+        folder=posixpath.dirname(name),
+        json_name=name,
+        json_size=size,
+        more=names[1:],
+        json_sizes=[archive.getinfo(n).file_size for n in names],
+        _handles=[stream, archive, handle],
     )

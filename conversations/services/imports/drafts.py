@@ -5,6 +5,7 @@ a conversation that can't be read raises `Unreadable`, which skips it alone."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -69,6 +70,7 @@ TOOL_CALL_WORDS = {
     "image": ("image generation request", "image generation requests"),
     "canvas": ("canvas edit", "canvas edits"),
     "memory": ("memory update", "memory updates"),
+    "artifact": ("artifact edit", "artifact edits"),
     "plugin": ("plugin or tool call", "plugin or tool calls"),
 }
 
@@ -111,13 +113,17 @@ class Report:
 
 
 def when(value, fallback: dt.datetime | None = None) -> dt.datetime | None:
-    """A timestamp from seconds (or milliseconds) since the epoch or an ISO string; `fallback` otherwise."""
+    """A timestamp from seconds (or milli-, micro- or nanoseconds) since the epoch or an ISO string; `fallback`
+    otherwise."""
     if isinstance(value, bool) or value is None:
         return fallback
     if isinstance(value, int | float | Decimal):
         seconds = float(value)
-        if seconds > 1e11:  # milliseconds (JavaScript's Date.now())
-            seconds /= 1000
+        if not math.isfinite(seconds):
+            return fallback
+        for _ in range(3):  # milliseconds (JavaScript's Date.now()), micro- or nanoseconds
+            if abs(seconds) > 1e11:
+                seconds /= 1000
         try:
             return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
         except (OverflowError, OSError, ValueError):

@@ -144,27 +144,22 @@ def _import(job: ImportJob, report: Report) -> None:
         if not force and moment - last[0] < HEARTBEAT_EVERY:
             return
         last[0] = moment
-        try:
-            read = source.json.tell()
-        except (OSError, ValueError):
-            read = 0
-        progress = min(999, int(1000 * read / size))
+        progress = min(999, int(1000 * source.position() / size))
         ImportJob.objects.filter(pk=job.pk).update(
             done=report.conversations + report.already_here, progress=progress, heartbeat_at=timezone.now()
         )
 
     out = writer.Writer(job, source, report, heartbeat)
-    seen = 0
+    seen = unknown = 0
     header_seen: dict = {}  # the file's top-level keys besides its conversations (ours: custom instructions)
     try:
-        for header, item in reader.conversations(source.json):
+        for header, item in _conversations(source, report):
             header_seen = header
             seen += 1
             fmt = formats.detect(item, header)
             title = _title(item)
             if fmt is None:
-                if not report.format:
-                    archive.refuse(f"it is not an export we can read. We read {formats.NAMES}.")
+                unknown += 1
                 report.unreadable(title, "its shape is not one we know")
                 continue
             report.format = report.format or fmt.NAME
@@ -189,6 +184,10 @@ def _import(job: ImportJob, report: Report) -> None:
             heartbeat()
     finally:
         source.close()
+    if not report.format and (
+        unknown or report.problems
+    ):  # not one conversation we know: not an export we read
+        archive.refuse(f"it is not an export we can read. We read {formats.NAMES}.")
     instructions = None
     if report.format == ours.NAME:  # our export carries the user's custom instructions beside the chats
         try:
@@ -205,6 +204,22 @@ def _import(job: ImportJob, report: Report) -> None:
             report=report.to_dict(),
             heartbeat_at=timezone.now(),
         )
+
+
+def _conversations(source: archive.Source, report: Report):
+    """(header, item) pairs from every JSON document of the upload, one after the other. A lone document
+    that isn't JSON refuses the file; one of several (a zip of per-chat files) is skipped and reported."""
+    for name, stream in source.documents():
+        if not source.more:
+            yield from reader.conversations(stream)
+            continue
+        try:
+            yield from reader.conversations(stream)
+        except InvalidInput as exc:
+            why = exc.message.removeprefix("This file can't be imported: ").removesuffix(
+                " Nothing was imported."
+            )
+            report.unreadable(name.rpartition("/")[2], why.rstrip("."))
 
 
 def _title(item) -> str:

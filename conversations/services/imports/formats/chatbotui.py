@@ -5,7 +5,7 @@ string>", ...}. Messages have no ids: each conversation is one chain."""
 
 from __future__ import annotations
 
-from conversations.services.imports.drafts import Draft, DraftMessage, Report, Unreadable, text
+from conversations.services.imports.drafts import Draft, DraftMessage, Report, Unreadable, text, when
 from conversations.services.imports.tree import Node, build
 
 NAME = "Chatbot UI"
@@ -23,15 +23,20 @@ def looks_like(item: dict) -> bool:
 def read(item: dict, report: Report, source=None, header=None) -> Draft:
     if not isinstance(item.get("messages"), list):
         raise Unreadable("it has no messages")
+    rows = [m for m in item["messages"] if isinstance(m, dict)]
+    if any(isinstance(m.get("sequence_number"), int) for m in rows):  # v2's database rows
+        rows.sort(key=lambda m: m["sequence_number"] if isinstance(m.get("sequence_number"), int) else 0)
     nodes = []
     previous = None
-    for index, m in enumerate(item["messages"]):
-        if not isinstance(m, dict):
-            continue
+    for index, m in enumerate(rows):
         key = f"#{index}"
         role = m.get("role") if m.get("role") in ("user", "assistant") else None
         body = text(m.get("content"))
-        message = DraftMessage(key, None, role, body) if role and body.strip() else None
+        message = (
+            DraftMessage(key, None, role, body, created_at=when(m.get("created_at")))
+            if role and body.strip()
+            else None
+        )
         if not role:
             report.skip("messages from unknown senders")
         nodes.append(Node(key, previous, message))
@@ -42,6 +47,8 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
         source_id=f"chatbotui:{conversation_id}" if conversation_id else "",
         title=text(item.get("name"), 200),
         messages=build(nodes).messages,
+        created_at=when(item.get("created_at")),
+        updated_at=when(item.get("updated_at")),
         system_prompt=text(item.get("prompt")),
         model=text(model.get("id") if isinstance(model, dict) else model) or None,
         params={"temperature": item["temperature"]}

@@ -54,7 +54,7 @@ def _file_id(pointer) -> str:
 
 def _instructions(message: dict) -> str:
     """Custom instructions: 2023's metadata.user_context_message_data, 2024's user_editable_context."""
-    metadata = message.get("metadata") or {}
+    metadata = _dict(message.get("metadata"))
     data = metadata.get("user_context_message_data")
     pieces = []
     if isinstance(data, dict):
@@ -63,7 +63,7 @@ def _instructions(message: dict) -> str:
             pieces.append(f"About me:\n{about_user.strip()}")
         if about_model.strip():
             pieces.append(f"How to respond:\n{about_model.strip()}")
-    content = message.get("content") or {}
+    content = _dict(message.get("content"))
     if content.get("content_type") == "user_editable_context":
         for key in ("user_profile", "user_instructions"):
             value = text(content.get(key)).strip()
@@ -72,9 +72,25 @@ def _instructions(message: dict) -> str:
     return "\n\n".join(pieces)
 
 
+def _scaffolding(message: dict) -> bool:
+    """A message ChatGPT never shows: the system turn, the custom-instructions turn, hidden context."""
+    metadata = _dict(message.get("metadata"))
+    return (
+        _dict(message.get("author")).get("role") == "system"
+        or _dict(message.get("content")).get("content_type") == "user_editable_context"
+        or bool(
+            metadata.get("is_user_system_message") or metadata.get("is_visually_hidden_from_conversation")
+        )
+    )
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _parts(message: dict, source, report: Report) -> tuple[str, list[DraftImage], bool]:
     """(text, images, had a generated image). User images are attachments when the zip holds them."""
-    content = message.get("content") or {}
+    content = _dict(message.get("content"))
     kind = content.get("content_type")
     if kind == "code" and isinstance(content.get("text"), str):
         return (
@@ -87,7 +103,8 @@ def _parts(message: dict, source, report: Report) -> tuple[str, list[DraftImage]
     generated = False
     if isinstance(content.get("text"), str) and kind not in ("text", "multimodal_text"):
         pieces.append(content["text"])
-    for part in content.get("parts") or []:
+    parts = content.get("parts")
+    for part in parts if isinstance(parts, list) else []:
         if isinstance(part, str):
             pieces.append(part)
             continue
@@ -134,7 +151,7 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
             instructions = _instructions(message)
             if instructions:
                 system_prompt = instructions
-            else:
+            if not instructions or not _scaffolding(message):
                 kept = _message(key, message, source, report)
         nodes.append(tree.Node(key, parent, kept))
     built = tree.build(nodes)
@@ -156,15 +173,17 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
 
 def _message(key: str, message: dict, source, report: Report) -> DraftMessage | None:
     """The message as it will be kept, or None (counted in the report unless it is invisible scaffolding)."""
-    author = message.get("author") or {}
-    role = author.get("role")
-    metadata = message.get("metadata") or {}
-    content = message.get("content") or {}
-    kind = content.get("content_type") if isinstance(content, dict) else None
+    role = _dict(message.get("author")).get("role")
+    metadata = _dict(message.get("metadata"))
+    kind = _dict(message.get("content")).get("content_type")
     recipient = message.get("recipient") or "all"
     if kind in ("thoughts", "reasoning_recap"):
         if kind == "thoughts":
             report.skip("reasoning summaries (the model's thinking)")
+        return None
+    if role == "assistant" and recipient == "all" and message.get("channel") == "analysis":
+        # Reasoning models' chain of thought (the "analysis" channel): ChatGPT shows only the final channel.
+        report.skip("reasoning summaries (the model's thinking)")
         return None
     if kind == "model_editable_context" or metadata.get("is_visually_hidden_from_conversation"):
         return None  # memory and hidden scaffolding: never shown in ChatGPT either
@@ -185,7 +204,7 @@ def _message(key: str, message: dict, source, report: Report) -> DraftMessage | 
     if not body.strip() and not images:
         return None  # an empty turn: nothing to show
     status = STATUS.get(text(message.get("status")), "complete")
-    finish = metadata.get("finish_details") if isinstance(metadata.get("finish_details"), dict) else {}
+    finish = _dict(metadata.get("finish_details"))
     return DraftMessage(
         key=key,
         parent=None,

@@ -15,6 +15,16 @@ def looks_like(item: dict) -> bool:
     return "chat_messages" in item or ("uuid" in item and "name" in item and "account" in item)
 
 
+def _tool_kind(name: str) -> str:
+    if "search" in name or "fetch" in name:
+        return "web"
+    if name == "artifacts":  # side documents, as ChatGPT's canvas
+        return "artifact"
+    if name in ("repl", "analysis_tool") or "code" in name:
+        return "code"
+    return "plugin"
+
+
 def _body(m: dict, report: Report) -> str:
     pieces = []
     blocks = m.get("content")
@@ -23,23 +33,29 @@ def _body(m: dict, report: Report) -> str:
             if not isinstance(block, dict):
                 continue
             kind = block.get("type")
-            if kind == "text":
+            if kind in ("text", "voice_note"):  # a voice note carries its transcript
                 pieces.append(text(block.get("text")))
             elif kind in ("thinking", "redacted_thinking"):
                 report.skip("reasoning summaries (the model's thinking)")
             elif kind == "tool_use":
-                name = text(block.get("name")).lower()
-                report.tools["web" if "search" in name or "fetch" in name else "plugin"] += 1
+                report.tools[_tool_kind(text(block.get("name")).lower())] += 1
+            elif kind in ("image", "document"):
+                pieces.append(
+                    "[image not included in export]" if kind == "image" else "[file not included in export]"
+                )
+                report.skip("images not in the file (a placeholder marks each)")
             elif kind == "tool_result":
                 report.skip("results from tools (searches, code output, plugins)")
     else:
         pieces.append(text(m.get("text")))
-    for attachment in m.get("attachments") or []:
+    attachments = m.get("attachments")
+    for attachment in attachments if isinstance(attachments, list) else []:
         if isinstance(attachment, dict):
             name = text(attachment.get("file_name")) or "a file"
             extracted = text(attachment.get("extracted_content"))
             pieces.append(f"[attached: {name}]\n\n{extracted}" if extracted else f"[attached: {name}]")
-    for file in m.get("files") or m.get("files_v2") or []:
+    files = m.get("files") or m.get("files_v2")
+    for file in files if isinstance(files, list) else []:
         if isinstance(file, dict):
             pieces.append(f"[file not included in export: {text(file.get('file_name')) or 'image'}]")
             report.skip("images not in the file (a placeholder marks each)")
@@ -52,6 +68,7 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
         raise Unreadable("it has no messages")
     nodes = []
     previous = None
+    model = text(item.get("model"), 200)  # per-chat exporters (the API's object) name the model
     linear = not any(isinstance(m, dict) and m.get("parent_message_uuid") for m in messages)
     for index, m in enumerate(messages):
         if not isinstance(m, dict):
@@ -61,7 +78,15 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
         body = _body(m, report)
         message = None
         if role and body.strip():
-            message = DraftMessage(key, None, role, body, created_at=when(m.get("created_at")))
+            message = DraftMessage(
+                key,
+                None,
+                role,
+                body,
+                created_at=when(m.get("created_at")),
+                model_name=model if role == "assistant" else "",
+                status="cancelled" if m.get("stop_reason") == "user_canceled" else "complete",
+            )
         elif not role:
             report.skip("messages from unknown senders")
         parent = previous if linear else m.get("parent_message_uuid")
@@ -78,4 +103,6 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
         created_at=created,
         updated_at=when(item.get("updated_at"), created),
         current_leaf=built.nearest.get(leaf) if isinstance(leaf, str) else None,
+        pinned=bool(item.get("is_starred")),
+        model=model or None,
     )

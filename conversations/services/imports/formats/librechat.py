@@ -50,15 +50,29 @@ def _body(m: dict, report: Report) -> str:
             elif kind == "think":
                 report.skip("reasoning summaries (the model's thinking)")
             elif kind == "tool_call":
-                name = text((value or {}).get("name") if isinstance(value, dict) else "").lower()
+                call = value if isinstance(value, dict) else {}
+                name = f"{text(call.get('name'))} {text(call.get('type'))}".lower()
                 report.tools["web" if "search" in name else "code" if "code" in name else "plugin"] += 1
-            elif kind == "image_file":
+            elif kind in ("image_file", "image_url"):
                 pieces.append("[image not included in export]")
                 report.skip("images not in the file (a placeholder marks each)")
         body = "\n\n".join(p for p in pieces if p.strip())
         if body:
             return body
-    return text(m.get("text"))
+    body = text(m.get("text"))
+    files = m.get("files")  # a user's images: their files stay on the LibreChat server
+    for file in files if isinstance(files, list) else []:
+        if isinstance(file, dict) and text(file.get("type")).startswith("image"):
+            body = f"[image not included in export]\n\n{body}".strip()
+            report.skip("images not in the file (a placeholder marks each)")
+    return body
+
+
+def _from_user(m: dict) -> bool:
+    """isCreatedByUser; the oldest messages only say so in `sender`."""
+    if isinstance(m.get("isCreatedByUser"), bool):
+        return m["isCreatedByUser"]
+    return text(m.get("sender")).lower() == "user"
 
 
 def read(item: dict, report: Report, source=None, header=None) -> Draft:
@@ -77,7 +91,7 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
     nodes = []
     for index, (m, parent) in enumerate(rows):
         key = text(m.get("messageId")) or f"#{index}"
-        role = "user" if m.get("isCreatedByUser") else "assistant"
+        role = "user" if _from_user(m) else "assistant"
         body = _body(m, report)
         message = None
         if body.strip():

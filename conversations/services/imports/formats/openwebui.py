@@ -1,12 +1,22 @@
 """Open WebUI's chat export: a list of {id, title, chat: {history: {messages: {id: {id, parentId, childrenIds,
 role, content, timestamp, model}}, currentId}}, created_at, updated_at, archived, pinned}. Every branch is in
-history.messages; older chats have only chat.messages, a list with parentId links."""
+history.messages; older chats have only chat.messages, a list with parentId links. Its first exports (Ollama
+WebUI) listed the chat objects themselves: {id, title, models, history, messages, timestamp}. Newer answers
+may keep their text only in `output` (Responses-style items), beside an empty `content`."""
 
 from __future__ import annotations
 
 import re
 
-from conversations.services.imports.drafts import Draft, DraftMessage, Report, Unreadable, text, when
+from conversations.services.imports.drafts import (
+    Draft,
+    DraftMessage,
+    Report,
+    Unreadable,
+    number,
+    text,
+    when,
+)
 from conversations.services.imports.tree import Node, build
 
 NAME = "Open WebUI"
@@ -14,9 +24,18 @@ NAME = "Open WebUI"
 DETAILS = re.compile(r"<details\s+type=\"(?P<kind>[^\"]*)\"[^>]*>.*?</details>\s*", re.S)
 
 
+def _is_chat(chat) -> bool:
+    return isinstance(chat, dict) and (
+        (isinstance(chat.get("history"), dict) and isinstance(chat["history"].get("messages"), dict))
+        or (isinstance(chat.get("messages"), list) and "models" in chat)
+    )
+
+
 def looks_like(item: dict) -> bool:
     chat = item.get("chat")
-    return isinstance(chat, dict) and ("history" in chat or "messages" in chat)
+    if isinstance(chat, dict):
+        return "history" in chat or "messages" in chat
+    return _is_chat(item)  # the bare chat object of the first exports
 
 
 def _clean(content, report: Report) -> str:
@@ -35,8 +54,29 @@ def _clean(content, report: Report) -> str:
     return DETAILS.sub(drop, body).strip() if "<details" in body else body
 
 
+def _output_text(output) -> str:
+    """The answer's text from its `output` items (type "message"); reasoning and tool items are left out."""
+    pieces = []
+    for entry in output if isinstance(output, list) else []:
+        if isinstance(entry, dict) and entry.get("type") == "message":
+            parts = entry.get("content")
+            for part in parts if isinstance(parts, list) else []:
+                if isinstance(part, dict) and part.get("type") in ("output_text", "text"):
+                    pieces.append(text(part.get("text")))
+    return "\n\n".join(p for p in pieces if p.strip())
+
+
+def _output_extras(output, report: Report) -> None:
+    for entry in output if isinstance(output, list) else []:
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind == "reasoning":
+            report.skip("reasoning summaries (the model's thinking)")
+        elif kind == "function_call":
+            report.tools["plugin"] += 1
+
+
 def read(item: dict, report: Report, source=None, header=None) -> Draft:
-    chat = item.get("chat") if isinstance(item.get("chat"), dict) else {}
+    chat = item.get("chat") if isinstance(item.get("chat"), dict) else item
     history = chat.get("history") if isinstance(chat.get("history"), dict) else {}
     table = history.get("messages")
     if isinstance(table, dict) and table:
@@ -50,7 +90,12 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
         key = text(m.get("id")) or f"#{index}"
         role = m.get("role") if m.get("role") in ("user", "assistant", "system") else None
         body = _clean(m.get("content"), report)
-        for file in m.get("files") or []:
+        if not body.strip() and role == "assistant":
+            body = _output_text(m.get("output"))
+            if body:
+                _output_extras(m.get("output"), report)
+        files = m.get("files")
+        for file in files if isinstance(files, list) else []:
             if isinstance(file, dict) and (
                 file.get("type") == "image" or "image" in text(file.get("url"))[:20]
             ):
@@ -58,6 +103,8 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
                 report.skip("images not in the file (a placeholder marks each)")
         message = None
         if role and body:
+            usage = m.get("usage") if isinstance(m.get("usage"), dict) else {}
+            error = m.get("error")
             message = DraftMessage(
                 key,
                 None,
@@ -65,8 +112,10 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
                 body,
                 created_at=when(m.get("timestamp")),
                 model_name=text(m.get("model"), 200) if role == "assistant" else "",
-                status="error" if m.get("error") else "complete",
-                error=text((m.get("error") or {}).get("content") if isinstance(m.get("error"), dict) else ""),
+                status="error" if error else "complete",
+                error=text(error.get("content") if isinstance(error, dict) else ""),
+                prompt_tokens=number(usage.get("prompt_tokens", usage.get("input_tokens"))),
+                completion_tokens=number(usage.get("completion_tokens", usage.get("output_tokens"))),
             )
         elif not role:
             report.skip("messages from unknown senders")
@@ -76,6 +125,7 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
     current = history.get("currentId")
     created = when(item.get("created_at"), when(chat.get("timestamp")))
     models = chat.get("models")
+    params = chat.get("params")
     conversation_id = text(item.get("id") or chat.get("id"))
     return Draft(
         source_id=f"openwebui:{conversation_id}" if conversation_id else "",
@@ -86,8 +136,6 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
         current_leaf=built.nearest.get(current) if isinstance(current, str) else None,
         pinned=bool(item.get("pinned")),
         archived=bool(item.get("archived")),
-        system_prompt=text(
-            (chat.get("params") or {}).get("system") if isinstance(chat.get("params"), dict) else ""
-        ),
-        model=text(models[0]) if isinstance(models, list) and models else None,
+        system_prompt=text(params.get("system") if isinstance(params, dict) else ""),
+        model=text(models[0]) if isinstance(models, list) and models and models[0] else None,
     )
