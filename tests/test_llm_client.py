@@ -843,3 +843,101 @@ def test_the_llm_package_imports_no_engine_channels_or_services():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == []
+
+
+# --- HTTP/1.1 exchanges (http11.py) ------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def chunked_server(chunks: list[bytes], *, close_after: bool = False):
+    """A port answering every request with `chunks` as a chunked body, all in one write: its port."""
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+                connection = b"close" if close_after else b"keep-alive"
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: " + connection
+                    + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+                )  # fmt: skip
+                await writer.drain()
+                if close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def test_a_body_comes_as_one_piece_per_receive_not_one_per_chunk():
+    chunks = [b"data: token %d\n\n" % i for i in range(50)]
+    async with (
+        chunked_server(chunks) as port,
+        httpx.AsyncClient(transport=AsyncioTransport()) as client,
+        client.stream("POST", f"http://127.0.0.1:{port}/", content=b"{}") as response,
+    ):
+        pieces = [piece async for piece in response.aiter_raw()]
+    assert b"".join(pieces) == b"".join(chunks)
+    # One write of 50 chunks: h11 parses them all from one receive (two at most if the kernel split it).
+    assert len(pieces) <= 2
+
+
+async def test_connections_are_kept_alive_and_reused_per_origin():
+    async with chunked_server([b"hello"]) as port, httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        streams = []
+        for _ in range(3):
+            response = await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
+            assert response.content == b"hello"
+            streams.append(response.extensions["network_stream"])
+    assert streams[0] is streams[1] is streams[2]
+
+
+async def test_a_connection_the_server_closes_is_not_reused():
+    async with (
+        chunked_server([b"bye"], close_after=True) as port,
+        httpx.AsyncClient(transport=AsyncioTransport()) as client,
+    ):
+        first = await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
+        second = await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
+    assert first.content == second.content == b"bye"
+    assert first.extensions["network_stream"] is not second.extensions["network_stream"]
+
+
+async def test_a_body_left_half_read_closes_its_connection():
+    chunks = [b"x" * 1000] * 200
+    async with chunked_server(chunks) as port, httpx.AsyncClient(transport=AsyncioTransport()) as client:
+        async with client.stream("POST", f"http://127.0.0.1:{port}/", content=b"{}") as response:
+            first = response.extensions["network_stream"]
+            async for _ in response.aiter_raw():
+                break
+        response = await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
+    assert response.content == b"".join(chunks)
+    assert response.extensions["network_stream"] is not first
+
+
+async def test_past_max_connections_a_request_waits_for_one_then_times_out():
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with (
+        chunked_server([b"one"]) as port,
+        httpx.AsyncClient(transport=AsyncioTransport(limits=limits)) as client,
+    ):
+        url = f"http://127.0.0.1:{port}/"
+        async with client.stream("POST", url, content=b"{}") as held:
+            with pytest.raises(httpx.PoolTimeout):
+                await client.post(url, content=b"{}", timeout=httpx.Timeout(2.0, pool=0.2))
+            waiting = asyncio.create_task(client.post(url, content=b"{}"))
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            await held.aread()
+        assert (await waiting).content == b"one"

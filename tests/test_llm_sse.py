@@ -291,3 +291,33 @@ def test_a_non_json_event_is_skipped_unless_it_looks_like_an_error():
     assert feed_all(StreamDecoder(), [b"data: hello\n\n" + sse(chunk({"content": "a"}))]) == [TextDelta("a")]
     with pytest.raises(MidStreamError):
         feed_all(StreamDecoder(), [b"data: error: out of memory\n\n"])
+
+
+def _chunk(obj) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def test_an_error_after_text_in_one_piece_comes_after_that_text():
+    # One socket read can hold the last tokens and the error that ended the answer: the tokens first.
+    decoder = StreamDecoder("gpt-4o")
+    text = _chunk({"choices": [{"delta": {"content": "Hello"}}]})
+    error = _chunk({"error": {"message": "The server had an error", "type": "server_error"}})
+    assert decoder.feed(text + error) == [TextDelta("Hello")]
+    with pytest.raises(MidStreamError):
+        decoder.raise_pending()
+    decoder.raise_pending()  # raised once
+
+
+def test_an_error_kept_back_is_raised_by_the_next_feed_or_close():
+    for finish in ("feed", "close"):
+        decoder = StreamDecoder("gpt-4o")
+        piece = _chunk({"choices": [{"delta": {"content": "Hi"}}]}) + _chunk({"error": {"message": "boom"}})
+        assert decoder.feed(piece) == [TextDelta("Hi")]
+        with pytest.raises(MidStreamError):
+            decoder.feed(b"data: [DONE]\n\n") if finish == "feed" else decoder.close()
+
+
+def test_an_error_alone_in_a_piece_is_raised_at_once():
+    decoder = StreamDecoder("gpt-4o")
+    with pytest.raises(MidStreamError):
+        decoder.feed(_chunk({"error": {"message": "boom"}}))

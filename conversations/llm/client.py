@@ -510,6 +510,7 @@ class ChatStream:
         stall_timeout = config.stall_timeout
         last_progress = loop.time()
         while not attempt.eof and not decoder.done:
+            decoder.raise_pending()  # an error that came in the same read as the events before it
             if decoder.finish_reason is not None:
                 deadline = min(last_progress + config.usage_grace, total_deadline)
             else:

@@ -158,7 +158,7 @@ class StreamDecoder:
     `[DONE]` arrived (a `[DONE]` without a finish reason is taken as "stop": some local servers omit it).
     """
 
-    __slots__ = ("_sse", "done", "finish_reason", "model_id", "usage")
+    __slots__ = ("_error", "_sse", "done", "finish_reason", "model_id", "usage")
 
     def __init__(self, model_id: str = "") -> None:
         self._sse = SSEDecoder()
@@ -166,6 +166,7 @@ class StreamDecoder:
         self.done = False  # [DONE] seen; anything after it is ignored
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self._error: Exception | None = None  # an error event that followed others in the same piece
 
     @property
     def comments(self) -> int:
@@ -176,16 +177,37 @@ class StreamDecoder:
         return self.done or self.finish_reason is not None
 
     def feed(self, piece: bytes) -> list[ChunkEvent]:
+        """The events in `piece`. A piece may hold many events (a read takes whatever arrived): when an error
+        event follows others, those are returned first and the error is raised by the next call, so the
+        caller sees them in the order the provider sent them (text, then the failure)."""
+        self.raise_pending()
         out: list[ChunkEvent] = []
-        for event in self._sse.feed(piece):
-            self._interpret(event, out)
+        try:
+            for event in self._sse.feed(piece):
+                self._interpret(event, out)
+        except LLMError as exc:
+            if not out:
+                raise
+            self._error = exc
         return out
 
     def close(self) -> list[ChunkEvent]:
+        self.raise_pending()
         out: list[ChunkEvent] = []
-        for event in self._sse.close():
-            self._interpret(event, out, at_eof=True)
+        try:
+            for event in self._sse.close():
+                self._interpret(event, out, at_eof=True)
+        except LLMError as exc:
+            if not out:
+                raise
+            self._error = exc
         return out
+
+    def raise_pending(self) -> None:
+        """Raise the error kept back by the last feed(), if any (the caller has handled the events before it)."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def _interpret(self, event: ServerSentEvent, out: list[ChunkEvent], at_eof: bool = False) -> None:
         if self.done:

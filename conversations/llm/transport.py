@@ -1,23 +1,22 @@
-"""httpx's transport on a plain asyncio network backend: the same HTTP stack, a cheaper socket underneath.
+"""httpx's transport on a plain asyncio socket layer, with h11 doing HTTP/1.1 (http11.py) and no httpcore pool.
 
-httpx -> httpcore -> h11 still do all of HTTP (pooling, TLS set-up, chunked framing, keep-alive). Only the
-socket layer under httpcore changes: by default httpcore reads through anyio, whose `receive()` resumes the
-transport's reading, waits on an event and pauses reading again for every read (two epoll_ctl calls), inside
-a cancel scope, plus a `fail_after` per read. A streamed answer is hundreds of small reads (one per token), so
-that was the largest share of the client's CPU (bench/client_read.py). Here a protocol keeps reading
-enabled, queues what arrives and wakes one waiting reader; a timer exists only when httpcore asks for a
-read/write timeout (our streaming reads ask for none: client.py's watchdog times them).
+httpx stays the client every caller uses; this is what sits beneath it. By default httpx goes through
+httpcore, which reads through anyio (a resume, an event and a pause of the transport's reading per read,
+inside a cancel scope, plus a `fail_after`), and hands every body chunk up its own generators: a streamed
+answer is one chunk per token, so that ladder was the largest share of the client's CPU (bench/client_read.py,
+bench/README.md "Load"). Here a protocol keeps reading enabled, queues what arrives and wakes one waiting
+reader; a timer exists only when a read/write timeout is asked for (our streaming reads ask for none:
+client.py's watchdog times them); and http11.py gives the body as one piece per receive.
 
 Paced reads (pacing.py): when the reading task has a pacer and the read queue is empty, `read` asks it when
 to read next; until then the socket's reading stays paused (arriving tokens wake nothing and wait in the
 kernel), then one recv() takes all of them. While a pacer is in use, reading is paused again after every
 receive, so nothing is taken from the socket unless a reader is waiting for it.
 
-It plugs in through httpcore's public `network_backend` argument. httpx 0.28 has no argument for that, so
-`AsyncioTransport` is an `httpx.AsyncBaseTransport` of its own around an `httpcore.AsyncConnectionPool`: it
-converts requests and responses and maps httpcore's exceptions to httpx's exactly as httpx's own
-AsyncHTTPTransport does (httpx 0.28, `httpx/_transports/default.py`), through public APIs only. Proxies are
-not handled here: `client.shared_client` keeps httpx's default transport when the environment configures one.
+`AsyncioTransport` is an `httpx.AsyncBaseTransport` (public API). Network errors are raised as httpcore's
+exception classes (httpx already depends on httpcore) and mapped to httpx's exactly as httpx's own
+AsyncHTTPTransport maps them (httpx 0.28, `httpx/_transports/default.py`). Proxies are not handled here:
+`client.shared_client` keeps httpx's default transport when the environment configures one.
 """
 
 from __future__ import annotations
@@ -26,13 +25,14 @@ import asyncio
 import collections
 import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
 
 import httpcore
 import httpx
 
+from conversations.llm import http11
 from conversations.llm.pacing import Pacer, current_pacer
 
 # Stop reading from the socket when this much is queued and unread (a slow consumer of a fast body).
@@ -40,8 +40,6 @@ HIGH_WATER = 256 * 1024
 # RFC 8305's recommended delay before racing the next address (anyio, httpcore's default, uses the same).
 HAPPY_EYEBALLS_DELAY = 0.25
 DEFAULT_LIMITS = httpx.Limits()
-# Connections per httpcore pool (AsyncioTransport spreads them over several: see there).
-POOL_SHARD_SIZE = 50
 # What one recv() can take (httpcore asks for at most 64 KiB per read).
 RECEIVE_BUFFER = 64 * 1024
 # The longest a pacer may keep a read waiting (a pacer asking for more is a bug: don't let it look like a stall).
@@ -396,112 +394,85 @@ def httpx_error_class(exc: Exception) -> type[httpx.HTTPError] | None:
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    """httpcore's response body as httpx wants it: errors mapped, closing closes httpcore's stream."""
+    """A response body as httpx wants it (http11.Connection.body, errors mapped); closing it gives the
+    connection back to the pool, or closes it when the body was not read to its end."""
 
-    def __init__(
-        self, stream: AsyncIterable[bytes], network_stream: object, on_close: Callable[[], None] | None = None
-    ) -> None:
-        self._stream = stream
-        self._network_stream = network_stream
-        self._on_close = on_close  # once: the transport's count of requests in flight
+    def __init__(self, connection: http11.Connection, pool: http11.Pool, timeout: float | None) -> None:
+        self._connection = connection
+        self._pool = pool
+        self._timeout = timeout
+        self._complete = False
+        self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for part in self._stream:
+            async for part in self._connection.body(self._timeout):
                 yield part
         except Exception as exc:
             mapped = httpx_error_class(exc)
             if mapped is None:
                 raise
             raise mapped(str(exc)) from exc
+        self._complete = True
 
     async def aclose(self) -> None:
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
-        if isinstance(self._network_stream, AsyncioStream):
-            self._network_stream.unpace()  # before httpcore may hand the connection to another request
-        aclose = getattr(self._stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if self._closed:
+            return
+        self._closed = True
+        connection = self._connection
+        if isinstance(connection.stream, AsyncioStream):
+            connection.stream.unpace()  # before the connection may carry another request
+        await self._pool.release(connection, self._complete and connection.finished_cleanly())
 
 
 class AsyncioTransport(httpx.AsyncBaseTransport):
-    """What httpx.AsyncHTTPTransport(verify=..., limits=...) does (HTTP/1.1, no proxy), on AsyncioBackend.
-
-    The connections are spread over several httpcore pools of at most POOL_SHARD_SIZE each. httpcore's pool
-    matches its queued requests against all of its connections every time a request arrives or a response
-    closes, which is quadratic in the number of connections: with 500 concurrent answers in one pool that
-    matching took 64% of the event loop and added seconds to every first token (bench/README.md, "Load",
-    "Session 4"). A request goes to the shard with the fewest requests in flight, so each shard stays small.
-    """
+    """What httpx.AsyncHTTPTransport(verify=..., limits=...) does (HTTP/1.1, no proxy), on AsyncioBackend,
+    with the exchanges of http11.py: h11 over our sockets, a body piece per receive instead of per chunk.
+    Responses carry httpcore's extensions (`http_version`, `reason_phrase`, `network_stream`)."""
 
     def __init__(
         self, *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits = DEFAULT_LIMITS
     ) -> None:
-        total = limits.max_connections
-        shards = 1 if total is None else max(1, -(-total // POOL_SHARD_SIZE))
-        keepalive = limits.max_keepalive_connections
-        ssl_context = httpx.create_ssl_context(verify=verify)
-        backend = AsyncioBackend()
-        self._pools = [
-            httpcore.AsyncConnectionPool(
-                ssl_context=ssl_context,
-                max_connections=None if total is None else -(-total // shards),
-                max_keepalive_connections=None if keepalive is None else -(-keepalive // shards),
-                keepalive_expiry=limits.keepalive_expiry,
-                http1=True,
-                http2=False,
-                network_backend=backend,
-            )
-            for _ in range(shards)
-        ]
-        self._in_flight = [0] * shards  # requests each shard is serving (until their response closes)
-
-    def _shard(self) -> int:
-        in_flight = self._in_flight
-        return in_flight.index(min(in_flight))
-
-    def _done(self, shard: int) -> None:
-        self._in_flight[shard] -= 1
+        self._pool = http11.Pool(AsyncioBackend(), httpx.create_ssl_context(verify=verify), limits)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
         url = request.url
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,  # the timeouts, among others
-        )
-        shard = self._shard()
-        self._in_flight[shard] += 1
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
+        origin = (scheme, url.raw_host, url.port or (443 if scheme == b"https" else 80))
+        pool = self._pool
         try:
-            response = await self._pools[shard].handle_async_request(core_request)
+            connection = await pool.acquire(origin, request)
+        except Exception as exc:
+            mapped = httpx_error_class(exc)
+            if mapped is None:
+                raise
+            raise mapped(str(exc)) from exc
+        try:
+            await connection.send(request)
+            head = await connection.receive_head(request)
         except BaseException as exc:
-            self._done(shard)
+            await pool.release(connection, False)
             mapped = httpx_error_class(exc) if isinstance(exc, Exception) else None
             if mapped is None:
                 raise
             raise mapped(str(exc)) from exc
-        assert isinstance(response.stream, AsyncIterable)
         return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(
-                response.stream, response.extensions.get("network_stream"), lambda: self._done(shard)
-            ),
-            extensions=response.extensions,
+            status_code=head.status_code,
+            headers=head.headers.raw_items(),
+            stream=_ResponseStream(connection, pool, request.extensions.get("timeout", {}).get("read")),
+            extensions={
+                "http_version": b"HTTP/" + head.http_version,
+                "reason_phrase": head.reason,
+                "network_stream": connection.stream,
+            },
         )
 
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._pool.aclose()
 
     async def __aenter__(self) -> AsyncioTransport:
-        for pool in self._pools:
-            await pool.__aenter__()
         return self
 
     async def __aexit__(
@@ -510,11 +481,4 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        for pool in self._pools:
-            try:
-                await pool.__aexit__(exc_type, exc_value, traceback)
-            except Exception as exc:
-                mapped = httpx_error_class(exc)
-                if mapped is None:
-                    raise
-                raise mapped(str(exc)) from exc
+        await self.aclose()
