@@ -1,16 +1,17 @@
-"""HTTP/1.1 exchanges for transport.AsyncioTransport: h11 over our asyncio sockets, a body read per receive.
+"""HTTP/1.1 exchanges for transport.AsyncioTransport: over our asyncio sockets, a body piece per receive.
 
 httpcore drives h11 one event at a time and hands each body chunk up through its own generators, then
 httpx's, then ours: a provider sends one chunk per token, so a streamed answer paid that whole ladder about
 200 times even when one socket read had brought twenty tokens (about a fifth of the event loop at 200
-concurrent answers: bench/README.md, "Load", "Session 6"). Here the body iterator gives everything h11 has
-parsed from the bytes at hand as one piece, and reads the socket again only when h11 needs more, which is
-also when the pacer (pacing.py) is consulted: the reader has handed over every event it received.
+concurrent answers: bench/README.md, "Load", "Session 6"). Here the body iterator gives everything parsed
+from the bytes at hand as one piece, and reads the socket again only when it has handed all of it over,
+which is also when the pacer (pacing.py) is consulted.
 
-h11 still does all of the HTTP/1.1 parsing and framing (no parser of our own); the pool is small because it
-only has to do what the completion client needs: keep-alive per origin with an expiry, a cap on connections
-(waiting for a free one up to the pool timeout), nothing shared between event loops. Errors are httpcore's
-exception classes, which transport.py maps to httpx's exactly as httpx's own transport does.
+No HTTP parsing of our own: h11 writes each request (validating the head, framing the body) and httptools
+(llhttp, the parser Node.js uses, in C) reads each response. The pool is small because it only has to do what
+the completion client needs: keep-alive per origin with an expiry, a cap on connections (waiting for a free
+one up to the pool timeout), nothing shared between event loops. Errors are httpcore's exception classes,
+which transport.py maps to httpx's exactly as httpx's own transport does.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from collections.abc import AsyncIterator
 
 import h11
 import httpcore
+import httptools
 import httpx
 
-# h11 refuses a response head larger than this (its default is 16 KiB; providers' heads are small).
-MAX_HEAD = 64 * 1024
 READ_SIZE = 64 * 1024
 
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
@@ -35,31 +35,73 @@ def _timeouts(request: httpx.Request) -> dict:
     return request.extensions.get("timeout", {})
 
 
+class _Response:
+    """httptools' callbacks for one response: the head as it is parsed, then the body's pieces."""
+
+    __slots__ = ("body", "complete", "head_done", "headers", "keep_alive", "parser", "reason")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.head_done = False
+        self.body: list[bytes] = []
+        self.complete = False
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        # Asked now: llhttp forgets it once the callback returns (it gets ready for the next message).
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
+        self.parser = None
+
+
 class Connection:
-    """One HTTP/1.1 connection: an AsyncioStream (transport.py) and h11's state for it."""
+    """One HTTP/1.1 connection over an AsyncioStream (transport.py). h11 writes each request (it validates
+    the head and frames the body); httptools (llhttp, in C) reads each response: h11's parsing in Python, a
+    chunk at a time, cost about 1.7 ms per 200-token answer, httptools about 0.04 ms (bench/README.md)."""
 
     def __init__(self, origin: Origin, stream) -> None:
         self.origin = origin
         self.stream = stream
-        self.h11 = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.idle_since = 0.0
         self.closed = False
+        self.busy = False  # an exchange is under way (a connection is reused only between exchanges)
+        self.keep_alive = False  # the last response allows another exchange on this connection
+        self._response: _Response | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._eof = False
 
     def reusable(self, now: float, expiry: float | None) -> bool:
         """Idle, within its keep-alive expiry, and the server has not closed it (or sent something unasked)."""
-        if self.closed or self.h11.our_state is not h11.IDLE or self.h11.their_state is not h11.IDLE:
+        if self.closed or self.busy or not self.keep_alive:
             return False
         if expiry is not None and now - self.idle_since > expiry:
             return False
         return not self.stream.get_extra_info("is_readable")
 
     async def send(self, request: httpx.Request) -> None:
+        self.busy = True
+        self.keep_alive = False
+        self._response = _Response()
+        self._parser = self._response.parser = httptools.HttpResponseParser(self._response)
         timeout = _timeouts(request).get("write")
-        url = request.url
-        target = url.raw_path
+        writer = h11.Connection(our_role=h11.CLIENT)  # one per request: only its writing side is used
         try:
-            head = self.h11.send(
-                h11.Request(method=request.method, target=target, headers=request.headers.raw)
+            head = writer.send(
+                h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
             )
         except h11.LocalProtocolError as exc:
             raise httpcore.LocalProtocolError(str(exc)) from exc
@@ -67,63 +109,80 @@ class Connection:
         assert isinstance(request.stream, httpx.AsyncByteStream)
         async for part in request.stream:
             if part:
-                await self.stream.write(self.h11.send(h11.Data(data=part)), timeout)
-        await self.stream.write(self.h11.send(h11.EndOfMessage()) or b"", timeout)
+                await self.stream.write(writer.send(h11.Data(data=part)), timeout)
+        end = writer.send(h11.EndOfMessage())
+        if end:
+            await self.stream.write(end, timeout)
 
-    async def _next_event(self, timeout: float | None):
-        """The next h11 event, reading the socket when h11 needs more (paced reads happen in that read)."""
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpcore.RemoteProtocolError(str(exc)) from exc
-            if event is not h11.NEED_DATA:
-                return event
-            data = await self.stream.read(READ_SIZE, timeout)
-            if data == b"" and self.h11.their_state is h11.SEND_RESPONSE:
-                raise httpcore.RemoteProtocolError("Server disconnected without sending a response.")
-            self.h11.receive_data(data)
+    async def _receive(self, timeout: float | None) -> None:
+        """Read the socket once and parse what came (paced reads happen in that read)."""
+        data = await self.stream.read(READ_SIZE, timeout)
+        assert self._parser is not None and self._response is not None
+        if not data:
+            self._eof = True
+            self._at_eof(self._response)
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            raise httpcore.RemoteProtocolError("the server switched protocols") from exc
+        except httptools.HttpParserError as exc:
+            raise httpcore.RemoteProtocolError(f"malformed response: {exc}") from exc
 
-    async def receive_head(self, request: httpx.Request) -> h11.Response:
+    def _at_eof(self, response: _Response) -> None:
+        """The server closed the connection: the end of a body delimited by the close, else an error."""
+        if response.complete:
+            return
+        if not response.head_done:
+            raise httpcore.RemoteProtocolError("Server disconnected without sending a response.")
+        names = {name.lower() for name, _ in response.headers}
+        if b"transfer-encoding" in names:
+            raise httpcore.RemoteProtocolError(
+                "peer closed connection without sending complete message body: incomplete chunked read"
+            )
+        if b"content-length" in names:
+            raise httpcore.RemoteProtocolError(
+                "peer closed connection without sending complete message body: fewer bytes than Content-Length"
+            )
+        response.complete = True  # neither: the body runs until the connection closes
+
+    async def receive_head(
+        self, request: httpx.Request
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+        """(status, HTTP version, headers, reason) of the response, skipping 1xx interim ones."""
         timeout = _timeouts(request).get("read")
+        response = self._response
+        assert response is not None and self._parser is not None
         while True:
-            event = await self._next_event(timeout)
-            if isinstance(event, h11.Response):
-                return event
-            if isinstance(event, h11.InformationalResponse):
-                continue  # 100 Continue and the like: the real head follows
-            raise httpcore.RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
+            while not response.head_done:
+                await self._receive(timeout)
+            status = self._parser.get_status_code()
+            if status >= 200:
+                version = self._parser.get_http_version().encode("ascii")
+                return status, version, response.headers, response.reason
+            # An interim response (100 Continue...): llhttp parses the real one next from the same parser.
+            response.headers, response.reason, response.head_done, response.complete = [], b"", False, False
+            response.parser = self._parser
 
     async def body(self, timeout: float | None) -> AsyncIterator[bytes]:
-        """The response body: each piece is everything h11 parsed from the bytes received so far."""
-        h11_connection = self.h11
-        parts: list[bytes] = []
+        """The response body: each piece is everything parsed from the bytes received so far."""
+        response = self._response
+        assert response is not None
+        parts = response.body
         while True:
-            try:
-                event = h11_connection.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpcore.RemoteProtocolError(str(exc)) from exc
-            kind = type(event)
-            if kind is h11.Data:
-                parts.append(bytes(event.data))
-            elif event is h11.NEED_DATA:
-                if parts:  # hand over what we have before waiting for the network
-                    yield parts[0] if len(parts) == 1 else b"".join(parts)
-                    parts = []
-                h11_connection.receive_data(await self.stream.read(READ_SIZE, timeout))
-            elif kind is h11.EndOfMessage:
-                if parts:
-                    yield b"".join(parts)
+            if parts:  # hand over what we have before waiting for the network
+                piece = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts.clear()
+                yield piece
+            if response.complete:
+                self.keep_alive = response.keep_alive and not self._eof
                 return
-            else:  # ConnectionClosed or PAUSED mid-body: h11 would have raised for a cut body
-                raise httpcore.RemoteProtocolError(f"unexpected {kind.__name__} in the response body")
+            await self._receive(timeout)
 
     def finished_cleanly(self) -> bool:
-        """Both sides are done with the exchange and the connection may carry another."""
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
-            return True
-        return False
+        """The exchange is over and the connection may carry another."""
+        self.busy = False
+        return self.keep_alive
 
     async def close(self) -> None:
         if not self.closed:

@@ -458,13 +458,14 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             if mapped is None:
                 raise
             raise mapped(str(exc)) from exc
+        status, version, headers, reason = head
         return httpx.Response(
-            status_code=head.status_code,
-            headers=head.headers.raw_items(),
+            status_code=status,
+            headers=headers,
             stream=_ResponseStream(connection, pool, request.extensions.get("timeout", {}).get("read")),
             extensions={
-                "http_version": b"HTTP/" + head.http_version,
-                "reason_phrase": head.reason,
+                "http_version": b"HTTP/" + version,
+                "reason_phrase": reason,
                 "network_stream": connection.stream,
             },
         )
