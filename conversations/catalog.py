@@ -315,10 +315,16 @@ def unserved_default_warning() -> str:
     from conversations.models import ChatModel, SiteSettings
 
     default = SiteSettings.default_model_id()
-    if not ChatModel.objects.filter(provider__enabled=True).exists():
-        return ""  # nothing is set up yet: the page says so elsewhere
-    if ChatModel.objects.available().filter(canonical_id=default).exists():
+    if not ChatModel.objects.exists():
+        return ""  # nothing is set up yet
+    available = ChatModel.objects.available()
+    if available.filter(canonical_id=default).exists():
         return ""
+    if not available.exists():  # every provider (or every model) switched off: nobody can chat at all
+        return (
+            f"The default model {default} is served by no enabled provider, and no other model is either: "
+            "nobody can start or continue a chat. Enable a provider (with its API key) and a model it serves."
+        )
     return (
         f"The default model {default} is served by no enabled provider: new chats start on another model. "
         "Enable a provider or a copy that serves it, or choose another default."

@@ -182,3 +182,15 @@ def test_the_admin_index_and_the_log_say_when_no_enabled_provider_serves_the_def
         printed = bootstrap()
     assert "The default model gpt-4o is served by no enabled provider" in printed
     assert "served by no enabled provider" in caplog.text
+
+
+def test_the_admin_index_says_so_when_every_provider_is_switched_off(admin_client, three_providers, caplog):
+    """The key ran out everywhere: nothing serves the default, nor anything else. The index said nothing."""
+    for name in (OPENAI, OPENROUTER, AIMLAPI):
+        switch_off(name)
+    page = admin_client.get("/admin/").content.decode()
+    assert "The default model gpt-4o is served by no enabled provider, and no other model is either" in page
+    assert "nobody can start or continue a chat" in page
+    with caplog.at_level("WARNING"):
+        printed = bootstrap()
+    assert "nobody can start or continue a chat" in printed and "nobody can start" in caplog.text
