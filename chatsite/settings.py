@@ -170,7 +170,10 @@ AXES_ENABLED = env_bool("CHAT_LOGIN_THROTTLING", True)
 AXES_FAILURE_LIMIT = CHAT_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = CHAT_LOGIN_COOLOFF_MINUTES / 60  # hours, as a float: axes reads it as minutes * 60
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
-AXES_RESET_ON_SUCCESS = True  # a successful login forgets that username's earlier failures
+# axes' own reset on success forgets every failure from the address too (its lockout parameters are OR-ed),
+# so anyone with an account could guess at another's password without end, logging in to theirs between
+# rounds. A success forgets that username's failures only: services/login_limits.py.
+AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "chatsite.client_ip.client_ip"
 AXES_LOCKOUT_CALLABLE = "conversations.views.login_lockout.locked_out"
 AXES_USERNAME_FORM_FIELD = "username"

@@ -203,11 +203,10 @@ def env_differences(provider, environ: dict[str, str] | None = None) -> list[Env
 def bootstrap_from_environment(environ: dict[str, str] | None = None) -> list[str]:
     """The environment seeds, the admin decides. Idempotent; run by ./scripts/run at every start.
 
-    For each *_API_KEY: a missing provider, or one that never had a key, is set up from the environment
-    (switched on, its base URL and priority, the catalog's models); one with a key only gets the key, when it
-    changed. Its switch, base URL,
-    priority, organization and project stay as the admin left them (the provider's admin page shows where
-    the environment differs). CHAT_DEFAULT_MODEL sets the site default only while the admin has chosen none.
+    For each *_API_KEY: a missing provider, or one never set up (`Provider.configured`), is set up from the
+    environment (switched on, its base URL and priority, the catalog's models); any other only gets the key,
+    when it changed (also after an admin removed it). Its switch, base URL, priority, organization and project
+    stay as the admin left them (the provider's admin page shows where the environment differs). CHAT_DEFAULT_MODEL sets the site default only while the admin has chosen none.
     Returns human-readable lines describing what happened, for the command to print.
     """
     from conversations.models import ChatModel, Provider
@@ -224,11 +223,12 @@ def bootstrap_from_environment(environ: dict[str, str] | None = None) -> list[st
             # OPENAI_BASE_URL pointing elsewhere means a local or third-party server: speak the common dialect.
             kind = "openai_compatible"
         provider = Provider.objects.filter(name=preset.name).first()
-        if provider is None or not provider.api_key_encrypted:
-            # New, or never given a key (the OpenAI row migration 0002 seeds switched off): set it up.
+        if provider is None or not provider.configured:
+            # New, or never set up (the OpenAI row migration 0002 seeds switched off): set it up. Not a
+            # provider whose key an admin removed: switching it back on is theirs to decide.
             created = provider is None
             provider = provider or Provider(name=preset.name)
-            provider.kind, provider.enabled = kind, True
+            provider.kind, provider.enabled, provider.configured = kind, True, True
             provider.base_url = seeded["base_url"]
             provider.priority = int(seeded["priority"])
             provider.organization = seeded.get("organization", "")
@@ -315,10 +315,16 @@ def unserved_default_warning() -> str:
     from conversations.models import ChatModel, SiteSettings
 
     default = SiteSettings.default_model_id()
-    if not ChatModel.objects.filter(provider__enabled=True).exists():
-        return ""  # nothing is set up yet: the page says so elsewhere
-    if ChatModel.objects.available().filter(canonical_id=default).exists():
+    if not ChatModel.objects.exists():
+        return ""  # nothing is set up yet
+    available = ChatModel.objects.available()
+    if available.filter(canonical_id=default).exists():
         return ""
+    if not available.exists():  # every provider (or every model) switched off: nobody can chat at all
+        return (
+            f"The default model {default} is served by no enabled provider, and no other model is either: "
+            "nobody can start or continue a chat. Enable a provider (with its API key) and a model it serves."
+        )
     return (
         f"The default model {default} is served by no enabled provider: new chats start on another model. "
         "Enable a provider or a copy that serves it, or choose another default."

@@ -63,6 +63,10 @@ class Provider(EncryptedKeyMixin, models.Model):
     priority = models.PositiveIntegerField(
         default=100, help_text="Lower is tried first when models fall back"
     )
+    # False only for the row migration 0002 seeds (switched off, no key) until it is set up, by manage.py
+    # bootstrap from the environment or by an admin. From then on the environment only updates its key: its
+    # switch, base URL and priority are the admin's, with or without a key (catalog.bootstrap_from_environment).
+    configured = models.BooleanField(default=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

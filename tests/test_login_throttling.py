@@ -80,6 +80,22 @@ def test_a_success_before_the_limit_forgets_the_failures(client, alice):
     assert fail(client, "alice", 4) == [200] * 4
 
 
+def test_logging_in_to_ones_own_account_forgets_none_of_the_guesses_at_another(client, alice, charlie):
+    """axes' reset on success deleted every failure from the address: with an account of their own, anyone
+    could guess at alice's password without end, logging in to it between rounds of guesses."""
+    assert fail(client, "alice", 4) == [200] * 4
+    assert client.post(LOGIN, {"username": "charlie", "password": PASSWORD}).status_code == 302
+    client.logout()
+    assert fail(client, "alice", 1) == [429]  # the fifth guess at alice reaches the limit
+    elsewhere = Client(REMOTE_ADDR="10.9.9.9")  # the username is locked from any address
+    assert elsewhere.post(LOGIN, {"username": "alice", "password": PASSWORD}).status_code == 429
+    # charlie's own failures are still forgotten by his success.
+    other = Client(REMOTE_ADDR="10.9.9.8")
+    assert fail(other, "charlie", 4) == [200] * 4
+    assert other.post(LOGIN, {"username": "charlie", "password": PASSWORD}).status_code == 302
+    assert fail(Client(REMOTE_ADDR="10.9.9.7"), "charlie", 4) == [200] * 4
+
+
 def test_the_admin_login_is_throttled_too(client, admin_user):
     assert fail(client, "admin", 4, ADMIN_LOGIN) == [200] * 4
     assert fail(client, "admin", 1, ADMIN_LOGIN) == [429]  # the failure that reaches the limit

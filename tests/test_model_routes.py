@@ -182,3 +182,47 @@ def test_the_admin_index_and_the_log_say_when_no_enabled_provider_serves_the_def
         printed = bootstrap()
     assert "The default model gpt-4o is served by no enabled provider" in printed
     assert "served by no enabled provider" in caplog.text
+
+
+def test_the_admin_index_says_so_when_every_provider_is_switched_off(admin_client, three_providers, caplog):
+    """The key ran out everywhere: nothing serves the default, nor anything else. The index said nothing."""
+    for name in (OPENAI, OPENROUTER, AIMLAPI):
+        switch_off(name)
+    page = admin_client.get("/admin/").content.decode()
+    assert "The default model gpt-4o is served by no enabled provider, and no other model is either" in page
+    assert "nobody can start or continue a chat" in page
+    with caplog.at_level("WARNING"):
+        printed = bootstrap()
+    assert "nobody can start or continue a chat" in printed and "nobody can start" in caplog.text
+
+
+def test_a_restart_after_the_admin_switched_a_provider_off_and_removed_its_key_leaves_it_off(
+    admin_client, upstream, three_providers
+):
+    """The key ran out: the admin unticks Enabled and removes the stored key. A provider without a key used to
+    count as "never set up", so the next start switched it back on with the environment's URL and priority."""
+    openai = three_providers[OPENAI]
+    data = {
+        "name": OPENAI,
+        "kind": "openai",
+        "base_url": f"{upstream.origin}/v1/corrected",
+        "api_key": "",
+        "clear_api_key": "on",
+        "extra_headers": "{}",
+        "initial-extra_headers": "{}",
+        "priority": "40",  # "enabled" unticked
+        "models-TOTAL_FORMS": "0",
+        "models-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(f"/admin/conversations/provider/{openai.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    openai.refresh_from_db()
+    assert (openai.enabled, openai.api_key_encrypted) == (False, "")
+
+    printed = bootstrap()
+
+    openai.refresh_from_db()
+    assert not openai.enabled
+    assert (openai.base_url, openai.priority) == (f"{upstream.origin}/v1/corrected", 40)
+    assert openai.api_key == "sk-openai-test-1111"  # the key follows the environment, as documented
+    assert "Kept provider OpenAI; key updated" in printed

@@ -42,6 +42,41 @@ def test_no_user_message_carries_error_numbers_or_addresses(detail):
             assert leak not in text, (cls.__name__, text)
 
 
+STACK = (
+    'Traceback (most recent call last):\n  File "/srv/vllm/engine.py", line 12, in run\n'
+    '    raise RuntimeError("CUDA out of memory")\nRuntimeError: CUDA out of memory'
+)
+
+
+@pytest.mark.parametrize(
+    ("detail", "leaks", "kept"),
+    [
+        (STACK, ("Traceback", "/srv/vllm", "line 12", "raise "), "RuntimeError: CUDA out of memory"),
+        ('Internal error at File "/app/server.py", line 88', ("/app/server.py", "line 88"), "Internal error"),
+        (
+            "Bad gateway: http://internal-llm.corp.local:8000/v1/chat failed",
+            ("internal-llm", "8000", "corp.local"),
+            "Bad gateway",
+        ),
+        ("no route to llm-gateway.internal:9000", ("llm-gateway", "9000"), "no route to"),
+        ("proxy http://localhost/v1 refused", ("localhost",), "refused"),
+    ],
+)
+def test_no_user_message_carries_stack_text_or_internal_addresses(detail, leaks, kept):
+    for cls in (errors.LLMError, errors.MidStreamError, errors.BadRequest):
+        text = cls(detail, provider_name="P").user_message
+        for leak in leaks:
+            assert leak not in text, (cls.__name__, text)
+        assert kept in text, (cls.__name__, text)
+        assert detail.split()[0] in str(cls(detail, provider_name="P"))  # the log and staff keep it all
+
+
+def test_a_public_documentation_link_stays():
+    detail = "Invalid value for 'n'. See https://platform.openai.com/docs/api-reference/chat for details"
+    text = errors.BadRequest(detail, provider_name="OpenAI").user_message
+    assert "https://platform.openai.com/docs/api-reference/chat" in text
+
+
 @pytest.fixture
 def unreachable_model(db):
     provider = Provider(

@@ -1,4 +1,4 @@
-"""Deactivate, delete, change the password or log out = stop now (issue 16, finding 3).
+"""Deactivate, delete, change (or disable) the password or log out = stop now (issue 16, finding 3).
 
 Within 2 s the user's running answer is cancelled (its upstream request closed, the partial text saved as
 cancelled) and their sockets are closed with 4401, without waiting for the next command. Each change is
@@ -67,6 +67,17 @@ def change_the_password_in_another_session(server, admin_cookie, alice) -> httpx
     return other.post("/accounts/password/", data)
 
 
+def reset_the_password_in_the_admin(server, admin_cookie, alice) -> httpx.Response:
+    data = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"}
+    return LiveSession(server, admin_cookie).post(f"/admin/auth/user/{alice.pk}/password/", data)
+
+
+def disable_password_login_in_the_admin(server, admin_cookie, alice) -> httpx.Response:
+    """The admin's "Password-based authentication: Disabled" (set_unusable_password)."""
+    data = {"usable_password": "false", "unset-password": "Disable password-based authentication"}
+    return LiveSession(server, admin_cookie).post(f"/admin/auth/user/{alice.pk}/password/", data)
+
+
 def log_out(server, admin_cookie, alice, cookie) -> httpx.Response:
     return LiveSession(server, cookie).post("/accounts/logout/", {}, form_page="/")
 
@@ -76,6 +87,8 @@ CHANGES = [
     untick_active_in_the_change_form,
     delete_the_user,
     change_the_password_in_another_session,
+    reset_the_password_in_the_admin,
+    disable_password_login_in_the_admin,
     log_out,
 ]
 

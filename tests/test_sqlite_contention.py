@@ -5,6 +5,8 @@ is done the same request works. Writes nobody waits on (an answer's final save, 
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import sqlite3
 import threading
 import time
@@ -12,13 +14,15 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from django.core.management import call_command
 from django.db import OperationalError, connection, transaction
 from django.test import Client
+from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from conversations.services import db_busy
 from conversations.testing.upstream import Reply
-from tests.conftest import session_cookie_for
+from tests.conftest import PASSWORD, session_cookie_for
 from tests.live import DaphneServer
 from tests.wsclient import ChatSocket
 
@@ -176,3 +180,87 @@ def test_a_write_queued_past_the_busy_timeout_is_database_locked(alice, settings
     User.objects.filter(pk=alice.pk).update(last_name="Later")
     alice.refresh_from_db()
     assert (alice.first_name, alice.last_name) == ("Held", "Later")
+
+
+def _png() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, "PNG")
+    return out.getvalue()
+
+
+def _log_in(base_url, username: str) -> httpx.Response:
+    anonymous = httpx.Client(base_url=base_url, timeout=10)
+    anonymous.get("/accounts/login/")
+    token = anonymous.cookies["csrftoken"]
+    data = {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    return anonymous.post("/accounts/login/", data=data)
+
+
+# Every kind of write a person waits on: the API, pages with forms, logging in, the admin's forms and actions.
+WRITES = {
+    "rename": lambda h, c: h.patch(f"/api/conversations/{c.public_id}", json={"title": "x"}),
+    "delete": lambda h, c: h.delete(f"/api/conversations/{c.public_id}"),
+    "share": lambda h, c: h.post(f"/api/conversations/{c.public_id}/share"),
+    "upload": lambda h, c: h.post("/api/uploads", files={"file": ("a.png", _png(), "image/png")}),
+    "import": lambda h, c: h.post("/api/imports", files={"file": ("c.json", b"[]", "application/json")}),
+    "settings": lambda h, c: h.post(
+        "/settings/",
+        data={"action": "instructions", "about_user": "x", "response_style": "", "enabled": "on"},
+    ),
+    "password": lambda h, c: h.post(
+        "/accounts/password/",
+        data={
+            "old_password": PASSWORD,
+            "new_password1": "a new pass 1234",
+            "new_password2": "a new pass 1234",
+        },
+    ),
+    "login": lambda h, c: _log_in(h.base_url, "charlie"),
+    "admin deactivate action": lambda h, c: h.post(
+        "/admin/auth/user/",
+        data={"action": "deactivate", "_selected_action": [str(c.owner_id)], "index": "0"},
+    ),
+    "admin bulk delete": lambda h, c: h.post(
+        "/admin/conversations/conversation/",
+        data={"action": "delete_selected", "_selected_action": [str(c.pk)], "post": "yes"},
+    ),
+}
+
+
+@pytest.mark.parametrize("write", WRITES, ids=str)
+def test_no_write_a_person_waits_on_is_a_500_while_the_database_is_locked(
+    write, impatient_server, alice, admin_user, charlie
+):
+    conversation = Conversation.objects.create(owner=alice, title="Before")
+    user = admin_user if write.startswith("admin") else alice
+    http = httpx.Client(
+        base_url=impatient_server.url, cookies={"sessionid": session_cookie_for(Client(), user)}, timeout=10
+    )
+    http.get("/")  # the CSRF cookie
+    http.headers["X-CSRFToken"] = http.cookies["csrftoken"]
+    with long_writer(2.0):
+        response = WRITES[write](http, conversation)
+    assert response.status_code == 503, response.text[:500]
+    assert response.headers["Retry-After"] == "2"
+    assert "busy" in response.text
+
+
+def test_a_purge_waits_for_a_long_writer_instead_of_failing(alice):
+    """`manage.py purge_deleted` (a bulk delete nobody waits on) waits in line past the busy timeout."""
+    old = Conversation.objects.create(
+        owner=alice, title="Old", deleted_at=timezone.now() - dt.timedelta(days=400)
+    )
+    options = connection.settings_dict["OPTIONS"]
+    timeout, options["timeout"] = options.get("timeout"), 0.5
+    connection.close()  # the next query connects with the short busy timeout
+    try:
+        with long_writer(2.0):
+            call_command("purge_deleted", stdout=io.StringIO())
+    finally:
+        options["timeout"] = timeout
+        connection.close()
+    assert not Conversation.objects.filter(pk=old.pk).exists()

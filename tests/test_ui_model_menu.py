@@ -111,6 +111,12 @@ def test_the_menu_lists_each_model_once_with_its_badges_and_works_by_keyboard(
         expect(listbox).to_be_visible()
         page.screenshot(path=ARTIFACTS / "model-menu-1280x800-dark.png")
         assert serious(axe_violations(page, live_server_daphne)) == []
+        # The highlighted option's badges stay chips: in dark their border is the highlight's own colour.
+        option_bg, badge_bg = listbox.locator(".model-option.is-active").evaluate(
+            """option => [option, option.querySelector(".model-badge:not(.model-badge-vision)")]
+                .map(el => getComputedStyle(el).backgroundColor)"""
+        )
+        assert badge_bg not in (option_bg, "rgba(0, 0, 0, 0)")
         page.keyboard.press("Escape")
     finally:
         context.close()

@@ -123,6 +123,10 @@ class ProviderAdmin(AuditedAdmin):
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
+    def save_model(self, request: HttpRequest, obj: Provider, form, change: bool) -> None:
+        obj.configured = True  # the admin has decided: bootstrap only updates its key from now on
+        super().save_model(request, obj, form, change)
+
     def get_changelist_form(self, request, **kwargs):
         # Only the editable columns: Django's default builds every field, base_url's deprecated URLField too.
         return super().get_changelist_form(request, **{"fields": self.list_editable, **kwargs})

@@ -21,7 +21,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError
 
 from conversations import metrics
-from conversations.engine import channel_groups, commands, frames, notify, registry
+from conversations.engine import channel_groups, commands, frames, notify, socket_caps
 from conversations.engine.dispatch import dispatch_forever
 from conversations.engine.protocol import ProtocolError, parse_frame
 from conversations.services import db_busy
@@ -35,7 +35,7 @@ ENCODE = DjangoJSONEncoder().encode
 # Application close codes (4000-4999 are ours): the browser can tell "log in again" from a network drop.
 CLOSE_UNAUTHENTICATED = 4401
 SERVER_ERROR = "Something went wrong on the server. Try again."
-CLOSE_TOO_MANY = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER sockets open here: the browser retries later
+CLOSE_TOO_MANY = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER sockets open on the site: retry later
 TOO_MANY_SOCKETS = "Too many chat tabs are open for your account. Close some; this one reconnects by itself."
 # Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
 SYNC_RETRY = 1.0
@@ -63,7 +63,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not registry.socket_opened(user.pk):  # CHAT_MAX_SOCKETS_PER_USER: say why, then close
+        # CHAT_MAX_SOCKETS_PER_USER over the whole site (engine/socket_caps.py): say why, then close.
+        if not await socket_caps.opened(user.pk, self.channel_name):
             await self.accept()
             await self.reply(frames.error("too_many_sockets", TOO_MANY_SOCKETS))
             await self.close(code=CLOSE_TOO_MANY)
@@ -83,7 +84,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return
-        registry.socket_closed(self.user.pk)
+        await socket_caps.closed(self.user.pk, self.channel_name)
         metrics.socket_closed()
         await self.channel_layer.group_discard(channel_groups.user_group(self.user.pk), self.channel_name)
         await self._leave()

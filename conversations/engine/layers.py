@@ -148,6 +148,13 @@ class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
             channels_redis.utils._wrap_close(self, loop)
         return layer
 
+    def redis(self) -> redis.asyncio.Redis:
+        """This event loop's Redis client (the pool the layer publishes through), for the engine's few keys of
+        its own (engine/socket_caps.py). Commands on it never delay the layer's pipelined PUBLISHes."""
+        shard = self._get_layer()._shards[0]
+        shard._ensure_redis()
+        return shard._redis
+
 
 def default_prefix(hosts) -> str:
     """`asgi.db<N>.`: Redis pub/sub channels are server-wide, not per database, so without the database number

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 # keeps weak references) and lets shutdown and tests find them.
 RUNNING: dict[int, Generation] = {}
 
-# Open websockets of this process, by user pk (CHAT_MAX_SOCKETS_PER_USER is checked against it at connect).
+# Open websockets of this process, by user pk: the site's count of them with the in-memory channel layer (one
+# process); with Redis, engine/socket_caps.py counts them over every process.
 SOCKETS: dict[int, int] = {}
 
 # Turns of this process between their frame's arrival and their acknowledgement (engine/admission.py). While

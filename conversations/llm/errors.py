@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 # Models OpenAI has withdrawn from its API: model id -> (date, suggested replacement).
 RETIRED_MODELS: dict[str, tuple[str, str]] = {
@@ -361,12 +362,50 @@ _ADDRESS_TUPLE = re.compile(r"\(\s*'[^']*'\s*,\s*\d+(?:\s*,\s*\d+)*\s*\)")
 _IP_ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?")
 
 
+# Stack text a local server may answer with (vLLM, llama.cpp's Python wrappers, FastAPI): the traceback, of
+# which only its last line (the exception) says anything to a person, and "File "/srv/...", line 12" frames.
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\):.*", re.DOTALL)
+_EXCEPTION_LINE = re.compile(r"\b[A-Z][\w.]*(?:Error|Exception|Exit|Interrupt|Fault)\b: ")
+_FRAME = re.compile(r'\bFile "[^"]*", line \d+(?:, in [\w.<>]+)?')
+# Addresses of a private network, in a URL or as host:port. A public https link (a provider's documentation)
+# stays: it names no machine of ours and helps.
+_URL = re.compile(r"\bhttps?://[^\s\"'<>)]+", re.IGNORECASE)
+_HOST_PORT = re.compile(r"\b(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+):\d{2,5}\b", re.IGNORECASE)
+_PRIVATE_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home", ".localdomain", ".intranet")
+_HIDDEN = "(address hidden)"
+
+
 def _public(text: str) -> str:
-    """A user-facing message without error numbers or network addresses, whatever a provider or the OS put in
-    the detail (the full text stays in str(error), which goes to the log and to staff)."""
+    """A user-facing message without error numbers, network addresses or stack text, whatever a provider or
+    the OS put in the detail (the full text stays in str(error), which goes to the log and to staff)."""
+    text = _TRACEBACK.sub(_last_exception, text)
+    text = _FRAME.sub("", text)
+    text = _URL.sub(lambda m: _HIDDEN if _is_private_url(m.group(0)) else m.group(0), text)
+    text = _HOST_PORT.sub(_HIDDEN, text)
     text = _ADDRESS_TUPLE.sub("", _ERRNO.sub("", text))
-    text = _IP_ADDRESS.sub("(address hidden)", text)
+    text = _IP_ADDRESS.sub(_HIDDEN, text)
     return re.sub(r"\s+([.,:;])", r"\1", text).strip()
+
+
+def _last_exception(match: re.Match) -> str:
+    """A traceback as its last line ("RuntimeError: CUDA out of memory"), or nothing of it."""
+    lines = list(_EXCEPTION_LINE.finditer(match.group(0)))
+    return match.group(0)[lines[-1].start() :] if lines else "(technical detail hidden)"
+
+
+def _is_private_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return True
+    host = (parts.hostname or "").lower()
+    return (
+        port is not None
+        or "." not in host
+        or host.endswith(_PRIVATE_SUFFIXES)
+        or _IP_ADDRESS.fullmatch(host) is not None
+    )
 
 
 def _sentence(text: str) -> str:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from axes.models import AccessAttempt
 from axes.utils import reset
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
 from django.db.models import Max, Q, QuerySet, Sum
+from django.dispatch import receiver
 from django.utils import timezone
 
 
@@ -55,6 +57,14 @@ def minutes_until_unlocked(username: str | None, ip_address: str | None) -> int:
     if until is None:
         return max(1, math.ceil(cool_off().total_seconds() / 60))
     return max(1, math.ceil((until - timezone.now()).total_seconds() / 60))
+
+
+@receiver(user_logged_in, dispatch_uid="login_limits_forget_on_success")
+def _forget_on_success(sender, user, **kwargs) -> None:
+    """A successful login forgets that username's failures, from any address, and nobody else's (axes' own
+    reset would forget the address's failures at other usernames too: see settings.AXES_RESET_ON_SUCCESS)."""
+    if settings.AXES_ENABLED:
+        AccessAttempt.objects.filter(username=user.get_username()).delete()
 
 
 def unlock(user) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -63,8 +64,14 @@ def _user_saved(sender, instance, created: bool, **kwargs) -> None:
     if created:
         return
     # AbstractBaseUser keeps the new raw password in `_password` from set_password() until save() returns:
-    # a password change. Deactivation: the account is saved inactive (whatever it was before).
-    if not instance.is_active or getattr(instance, "_password", None) is not None:
+    # a password change. set_unusable_password() (the admin's "password-based authentication: disabled")
+    # leaves no such trace, but its hash starts with "!". Deactivation: the account is saved inactive
+    # (whatever it was before). Saving such an account again announces it again: harmless.
+    if (
+        not instance.is_active
+        or getattr(instance, "_password", None) is not None
+        or (instance.password or "").startswith(UNUSABLE_PASSWORD_PREFIX)
+    ):
         revoke(instance.pk)
 
 
