@@ -56,11 +56,6 @@ TEXT_EVENTS = (TextDelta, RefusalDelta)  # the events whose text is the answer's
 LISTENER_STOP_TIMEOUT = 5.0
 
 
-# Frame times fall on a grid of this many seconds, shared by every answer of the process (loop time), so the
-# answers due in one slot are read and framed in one wake-up of the event loop instead of one each: waking
-# costs about 0.2 ms of CPU on our 2-core VMs (bench/README.md, "Load", "Session 6"), as much as the frame.
-FRAME_SLOT = 0.02
-
 # Seconds between two frames of a running answer while at least ADMISSION_BACKLOG turns wait to be started
 # (registry.ADMITTING): a burst. A turn or two being started, the everyday case, slows nothing.
 ADMISSION_FRAME_INTERVAL = 0.25
@@ -75,11 +70,6 @@ def frame_interval(layer) -> float:
     if registry.ADMITTING >= ADMISSION_BACKLOG:
         return max(interval, ADMISSION_FRAME_INTERVAL)
     return interval
-
-
-def next_frame_at(last_flush: float, interval: float) -> float:
-    """When the frame after one cut at `last_flush` is due: `interval` later, on the nearest FRAME_SLOT."""
-    return round((last_flush + interval) / FRAME_SLOT) * FRAME_SLOT
 
 
 def start(
@@ -188,7 +178,7 @@ class Generation:
         if self.pending_chars >= self.frame_max_chars:
             return True
         if self.flush_timer is None:
-            wait = self._next_frame() - self.loop.time()
+            wait = self.last_flush + frame_interval(self.layer) - self.loop.time()
             if wait <= 0:
                 return True
             if not self.paced:
@@ -200,21 +190,16 @@ class Generation:
         and would wait for the network. Send the frame if one is due, and hold the socket's reads until the
         next is: tokens arriving meanwhile wait in the kernel and wake nothing, then one read takes them all."""
         self.paced = True
-        due = self._next_frame()
+        due = self.last_flush + frame_interval(self.layer)
         if self.pending and self.loop.time() >= due:
             await self._flush()
-            due = self._next_frame()
+            due = self.last_flush + frame_interval(self.layer)
         if self.pending and self.flush_timer is None:
             # Text kept back for the next frame. Normally the read at `due` brings more and its idle() cuts
             # the frame (and cancels this timer); but if the provider falls silent there (a stall, a slow
             # tool call), nothing calls idle() again until bytes come: the timer sends what we have.
             self.flush_timer = self.loop.call_at(due, self._flush_later)
         return due
-
-    def _next_frame(self) -> float:
-        if self.last_flush == -float("inf"):  # nothing sent yet: the first text goes at once
-            return self.last_flush
-        return next_frame_at(self.last_flush, frame_interval(self.layer))
 
     def _flush_later(self) -> None:
         self.flush_timer = None
