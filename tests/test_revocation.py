@@ -82,6 +82,12 @@ def log_out(server, admin_cookie, alice, cookie) -> httpx.Response:
     return LiveSession(server, cookie).post("/accounts/logout/", {}, form_page="/")
 
 
+def sign_out_everywhere_else(server, admin_cookie, alice) -> httpx.Response:
+    """The user, on another device, presses "Sign out everywhere else" on the settings page."""
+    other = LiveSession(server, session_cookie_for(Client(), alice))
+    return other.post("/settings/", {"action": "sign_out_others"})
+
+
 CHANGES = [
     deactivate_with_the_action,
     untick_active_in_the_change_form,
@@ -90,6 +96,7 @@ CHANGES = [
     reset_the_password_in_the_admin,
     disable_password_login_in_the_admin,
     log_out,
+    sign_out_everywhere_else,
 ]
 
 
@@ -206,3 +213,23 @@ def test_deactivating_from_a_management_process_reaches_the_server(alice, upstre
         alice.is_active = False
         alice.save()
         assert_stopped_within_2s(sock, upstream, answer_id, changed_at, deleted=False)
+
+
+def test_signing_out_everywhere_else_keeps_this_session_and_other_users(live_server_daphne, alice, charlie):
+    mine, elsewhere = (session_cookie_for(Client(), alice) for _ in range(2))
+    someone_else = session_cookie_for(Client(), charlie)
+    here = LiveSession(live_server_daphne, mine)
+    response = here.post("/settings/", {"action": "sign_out_others"})
+    assert response.status_code == 302
+    page = here.http.get("/settings/")
+    assert page.status_code == 200 and "You were signed out everywhere else." in page.text
+    assert (
+        httpx.get(f"{live_server_daphne.url}/settings/", cookies={"sessionid": elsewhere}).status_code == 302
+    )
+    assert (
+        httpx.get(f"{live_server_daphne.url}/settings/", cookies={"sessionid": someone_else}).status_code
+        == 200
+    )
+    again = here.post("/settings/", {"action": "sign_out_others"})
+    assert again.status_code == 302
+    assert "You were not signed in anywhere else." in here.http.get("/settings/").text

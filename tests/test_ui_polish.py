@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
+from django.test import Client
 from playwright.sync_api import expect
 
 from conversations.testing.upstream import DEMO_REPLY_TEXT, Fault, Reply
+from tests.conftest import session_cookie_for
 from tests.ui import ARTIFACTS, axe_violations, last_answer, log_in, open_chat, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -136,6 +139,21 @@ def test_custom_instructions_are_written_on_the_settings_page(
     enabled.uncheck()
     page.get_by_role("button", name="Save instructions").click()
     expect(page.get_by_role("checkbox", name="Use them in every chat")).not_to_be_checked()
+
+
+def test_signing_out_everywhere_else_from_the_settings_page(
+    browser_orm, live_server_daphne, client, alice, context, page
+):
+    elsewhere = session_cookie_for(Client(), alice)  # another device
+    log_in(context, live_server_daphne, client, alice)
+    page.goto(live_server_daphne.url + "/settings/")
+    page.get_by_role("button", name="Sign out everywhere else").click()
+    expect(page.get_by_role("status")).to_contain_text("You were signed out everywhere else.")
+    shoot(page, "settings-sign-out-elsewhere", live_server_daphne)
+    other = httpx.get(f"{live_server_daphne.url}/settings/", cookies={"sessionid": elsewhere})
+    assert other.status_code == 302  # sent to log in
+    page.goto(live_server_daphne.url + "/settings/")  # this one still works
+    expect(page.get_by_role("heading", name="Settings", level=1)).to_be_visible()
 
 
 def test_error_pages_look_like_the_site_and_lead_back_to_the_chat(

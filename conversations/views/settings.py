@@ -1,4 +1,4 @@
-"""The user's settings page: account details, custom instructions, their quotas and what is used, and personal
+"""The user's settings page: account details (and signing out everywhere else), custom instructions, their quotas and what is used, and personal
 API keys.
 
 Thin: the keys are conversations.services.personal_keys, the quota figures conversations.services.quotas, the
@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from conversations.services import custom_instructions, personal_keys, quotas
+from conversations.services import custom_instructions, personal_keys, quotas, sessions
 from conversations.services.errors import ServiceError
 
 
@@ -33,6 +33,14 @@ def page(request: HttpRequest) -> HttpResponse:
                     request.POST.get("enabled") == "on",
                 )
                 messages.success(request, "Your custom instructions were saved. They apply to every chat.")
+            elif request.POST.get("action") == "sign_out_others":
+                ended = sessions.end_other_sessions(request.user, request.session.session_key)
+                messages.success(
+                    request,
+                    "You were signed out everywhere else."
+                    if ended
+                    else "You were not signed in anywhere else.",
+                )
             elif request.POST.get("action") == "remove":
                 personal_keys.remove_key(request.user, request.POST.get("provider", ""))
                 messages.success(request, "Your key was removed.")
