@@ -29,8 +29,8 @@ Rules (see also errors.py and retry.py):
 - Closing the stream (leaving `async with`, `aclose()`, task cancellation) closes the upstream response at
   once, which closes the connection, so the provider stops generating (and billing).
 - CPU per token matters (a read per token, hundreds of answers at once; bench/client_read.py): the shared
-  pool runs on transport.py's asyncio socket layer (httpx, httpcore and h11 still do all of HTTP), and the
-  watchdogs share one lazily re-armed timer per stream (`_Watchdog`) instead of an asyncio.timeout per read.
+  pool runs on transport.py's asyncio socket layer and http11.py's exchanges (h11 writes requests, httptools
+  parses responses, a body piece per socket read rather than per token), and the watchdogs share one lazily re-armed timer per stream (`_Watchdog`) instead of an asyncio.timeout per read.
 - Paced reads (`open_stream(..., pacer=)`, pacing.py): after the first token, each time every received event
   has been yielded and the stream is about to wait for the network, `await pacer.idle()` is called; the bytes
   that arrive before the time it returns stay in the kernel and are read in one go then. The watchdogs and

@@ -1,7 +1,7 @@
 """Paced reads: take a streamed answer from the socket once per frame instead of once per token.
 
 A provider writes each token as it comes (every 10-30 ms); the engine sends a websocket frame at most every
-CHAT_FRAME_INTERVAL. Reading each token as it arrives wakes the event loop and runs httpx, httpcore, h11 and
+CHAT_FRAME_INTERVAL. Reading each token as it arrives wakes the event loop and runs the HTTP stack and
 the SSE decoder once per token for nothing: the frame goes out later anyway. With a pacer, the reader of a
 stream, once it has handed over everything it has, asks the pacer when it may read again and until then
 leaves the bytes in the kernel (the socket's reading is paused, so arriving tokens wake nothing); then one
