@@ -271,6 +271,10 @@ class Pool:
 
     def _closed_one(self) -> None:
         self.open -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        """A connection came free (closed, or idle for any origin): the longest waiter may try again."""
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -288,11 +292,7 @@ class Pool:
             connection.idle_since = asyncio.get_running_loop().time()
             self.idle.setdefault(connection.origin, collections.deque()).append(connection)
             self.idle_count += 1
-            while self.waiters:  # someone waiting for a slot may take this one (same origin or not)
-                waiter = self.waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    break
+            self._wake_one()  # same origin: it takes this one; another: it closes this one to make room
             return
         await connection.close()
         self._closed_one()
