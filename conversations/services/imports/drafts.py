@@ -17,11 +17,17 @@ class Unreadable(Exception):
     """This one conversation can't be read; the rest of the file imports."""
 
 
+# Marks where an image was that the import could not carry (not in the file, or refused when written).
+IMAGE_MISSING = "[image not included in export]"
+
+
 @dataclass
 class DraftImage:
-    """An image the file holds: read from the archive by name only when it is written."""
+    """An image the file holds, read only when it is written: a zip member by name, or the `data:` URL an
+    export carries inline (Open WebUI), decoded then, one image at a time."""
 
-    member: str
+    member: str = ""
+    inline: str = ""
 
 
 @dataclass

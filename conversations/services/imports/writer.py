@@ -10,6 +10,8 @@ other format) ids are derived from the source id, so importing the same file aga
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import tempfile
@@ -19,13 +21,14 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from PIL import Image, UnidentifiedImageError
 
 from conversations.models import Attachment, ChatModel, Conversation, ImportJob, Message, attachment_path
-from conversations.services import uploads
-from conversations.services.imports.drafts import Draft, DraftMessage, Report, now
+from conversations.services import images, uploads
+from conversations.services.imports.drafts import IMAGE_MISSING, Draft, DraftMessage, Report, now
 
 CHUNK = 250  # messages per transaction: a few milliseconds of the database each
 PAUSE = 0.01  # seconds between two of the import's transactions
@@ -33,6 +36,22 @@ HIDDEN = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # deleted_at of a row still bei
 NAMESPACE = uuid.UUID("6f1d3c0e-6b1c-4a8e-9a51-1d0a2f4e7c11")
 MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
+# Why an image was left out, in the report's words (an inline one stays a placeholder).
+UNREADABLE = "images that could not be read"
+DAMAGED = "images whose data was damaged (a placeholder marks each)"
+NOT_AN_IMAGE = "files that were not images this site reads (a placeholder marks each)"
+
+
+def _too_large() -> str:
+    return f"images larger than {settings.CHAT_MAX_IMAGE_BYTES / 1024**2:g} MB (a placeholder marks each)"
+
+
+class _Refused(Exception):
+    """An image that can't be attached; `reason` is what the report says."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _clean(value: str) -> str:
@@ -250,15 +269,18 @@ class Writer:
             )
         return self.models[name]
 
-    # --- Images, copied from the zip in chunks ---------------------------------------------------------------
+    # --- Images: copied from the zip in chunks, or decoded from the file one at a time ----------------------
 
     def _images(self, batch: list[DraftMessage], pks: dict[str, int]) -> None:
         rows = []
         for m in batch:
+            missing = 0
             for position, image in enumerate(m.images):
-                stored = self._store(image.member)
-                if stored is None:
-                    self.report.skip("images that could not be read")
+                try:
+                    stored = self._store_inline(image.inline) if image.inline else self._store(image.member)
+                except _Refused as refused:
+                    self.report.skip(refused.reason)
+                    missing += 1 if image.inline else 0
                     continue
                 name, mime, width, height, size, digest = stored
                 attachment = Attachment(
@@ -273,12 +295,17 @@ class Writer:
                 )
                 attachment.file.name = name
                 rows.append(attachment)
+            if (
+                missing
+            ):  # an inline image that can't be attached stays a placeholder, as the reader writes one
+                content = "\n\n".join([IMAGE_MISSING] * missing + [m.content]).strip()
+                Message.objects.filter(pk=pks[m.key]).update(content=_clean(content))
         if rows:
             Attachment.objects.bulk_create(rows)
             self.report.images += len(rows)
 
-    def _store(self, member: str):
-        """(storage name, mime, width, height, bytes, sha256), or None for something that isn't an image."""
+    def _store(self, member: str) -> tuple[str, str, int, int, int, str]:
+        """(storage name, mime, width, height, bytes, sha256), or _Refused for something that isn't an image."""
         limit = settings.CHAT_MAX_IMAGE_BYTES
         digest = hashlib.sha256()
         size = 0
@@ -286,7 +313,7 @@ class Writer:
             while chunk := stream.read(256 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    return None
+                    raise _Refused(UNREADABLE)
                 digest.update(chunk)
                 spool.write(chunk)
             spool.seek(0)
@@ -294,15 +321,42 @@ class Writer:
                 with Image.open(spool) as image:
                     mime, (width, height) = MIMES.get(image.format or ""), image.size
             except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-                return None
+                raise _Refused(UNREADABLE) from None
             if mime is None or width * height > settings.CHAT_MAX_IMAGE_PIXELS:
-                return None
-            probe = Attachment(owner=self.user, sha256=digest.hexdigest())
-            name = attachment_path(probe, f"image.{EXTENSIONS[mime]}")
-            if not default_storage.exists(name):
-                spool.seek(0)
-                name = default_storage.save(name, File(spool))
+                raise _Refused(UNREADABLE)
+            spool.seek(0)
+            name = self._save(digest.hexdigest(), EXTENSIONS[mime], File(spool))
         return name, mime, width, height, size, digest.hexdigest()
+
+    def _store_inline(self, url: str) -> tuple[str, str, int, int, int, str]:
+        """A `data:` URL's image, checked and cleaned as an upload is (images.prepare), or _Refused. The base64
+        is measured against CHAT_MAX_IMAGE_BYTES before it is decoded; only this one image is in memory."""
+        header, _, payload = url.partition(",")
+        payload = payload.strip()
+        if not header.lower().endswith(";base64") or not payload:
+            raise _Refused(DAMAGED)
+        if len(payload) > 4 * -(-settings.CHAT_MAX_IMAGE_BYTES // 3):  # base64: 4 characters per 3 bytes
+            raise _Refused(_too_large())
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise _Refused(DAMAGED) from None
+        try:
+            prepared = images.prepare(data)
+        except images.ImageTooLarge:
+            raise _Refused(_too_large()) from None
+        except images.ImageRejected:
+            raise _Refused(NOT_AN_IMAGE) from None
+        del data  # only the cleaned copy is held while it is stored
+        name = self._save(prepared.sha256, prepared.extension, ContentFile(prepared.data))
+        return name, prepared.mime, prepared.width, prepared.height, len(prepared.data), prepared.sha256
+
+    def _save(self, digest: str, extension: str, content: File) -> str:
+        """The storage name of these bytes (content-addressed: a file already stored is used again)."""
+        name = attachment_path(Attachment(owner=self.user, sha256=digest), f"image.{extension}")
+        if not default_storage.exists(name):
+            name = default_storage.save(name, content)
+        return name
 
 
 def _pause() -> None:

@@ -10,6 +10,7 @@ import re
 
 from conversations.services.imports import tree
 from conversations.services.imports.drafts import (
+    IMAGE_MISSING,
     Draft,
     DraftImage,
     DraftMessage,
@@ -20,7 +21,6 @@ from conversations.services.imports.drafts import (
 )
 
 NAME = "ChatGPT"
-IMAGE_MISSING = "[image not included in export]"
 FILE_ID = re.compile(r"(file[-_][A-Za-z0-9]+)")
 STATUS = {"finished_partial_completion": "interrupted", "in_progress": "interrupted"}
 
