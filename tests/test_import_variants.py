@@ -1,19 +1,23 @@
 """Imports of the layouts real exports come in beyond tests/data/imports/: ChatGPT's 2023 plugins era and its
 2025 reasoning channels and nulls, Claude's per-chat API object, Open WebUI's first (bare) exports and its
-`output` items, LibreChat's oldest messages, Chatbot UI v1 with its keys in another order, zips of per-chat
+`output` items and the images its messages carry inline, LibreChat's oldest messages, Chatbot UI v1 with its keys in another order, zips of per-chat
 files, and timestamps in every unit. Each fixture is written here by hand, in the shape those apps write."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import io
 import json
+import random
 
 import pytest
+from PIL import Image
 
 from conversations.models import Conversation
-from conversations.services.imports import jobs
+from conversations.services.imports import jobs, writer
 from conversations.services.imports.drafts import when
-from tests.test_imports import path_to, reasons, upload, zipped
+from tests.test_imports import path_to, png, reasons, upload, zipped
 
 pytestmark = pytest.mark.django_db
 
@@ -423,6 +427,144 @@ def test_an_open_webui_answer_kept_only_in_its_output_items_is_imported_with_its
     noon = clock.messages.get(content="Noon.")
     assert (noon.prompt_tokens, noon.completion_tokens, noon.imported_by_id is not None) == (12, 4, True)
     assert reasons(job)["plugin or tool call"] == 1
+
+
+def data_url(data: bytes, mime="image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def noise_png(side: int) -> bytes:
+    """A real PNG of about side * side * 3 bytes (noise doesn't compress)."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), random.Random(side).randbytes(side * side * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+def owui_message(mid, parent, role, content, t, **extra) -> dict:
+    return {
+        "id": mid,
+        "parentId": parent,
+        "childrenIds": [],
+        "role": role,
+        "content": content,
+        "timestamp": t,
+    } | extra
+
+
+def owui_export(cid, title, chain) -> list[dict]:
+    messages, previous = {}, None
+    for message in chain:
+        message["parentId"] = previous
+        if previous:
+            messages[previous]["childrenIds"].append(message["id"])
+        messages[message["id"]] = message
+        previous = message["id"]
+    return [
+        {
+            "id": cid,
+            "user_id": "u",
+            "title": title,
+            "chat": {
+                "title": title,
+                "models": ["llava:7b"],
+                "history": {"messages": messages, "currentId": previous},
+                "messages": list(messages.values()),
+            },
+            "created_at": 1730000000,
+            "updated_at": 1730000100,
+            "archived": False,
+            "pinned": False,
+            "meta": {"tags": []},
+            "folder_id": None,
+        }
+    ]
+
+
+def test_open_webui_images_carried_inline_become_attachments_of_the_users_message(
+    client, alice, settings, monkeypatch
+):
+    settings.CHAT_MAX_IMAGE_BYTES = 1024 * 1024
+    red, blue, big = png("red"), png("blue"), noise_png(600)
+    assert len(big) > 1024 * 1024
+    decoded = []
+    real_decode = base64.b64decode
+    monkeypatch.setattr(
+        writer.base64, "b64decode", lambda s, **kw: decoded.append(len(s)) or real_decode(s, **kw)
+    )
+    red_file = {"type": "image", "url": data_url(red)}
+    export = owui_export(
+        "owui-pics",
+        "Colours",
+        [
+            # Older versions: the image in `files`; the same one again as a content part counts once.
+            owui_message(
+                "q1",
+                None,
+                "user",
+                [
+                    {"type": "text", "text": "What colour?"},
+                    {"type": "image_url", "image_url": {"url": red_file["url"]}},
+                ],
+                1730000000,
+                files=[red_file],
+            ),
+            owui_message("a1", None, "assistant", "Red.", 1730000001, model="llava:7b"),
+            # OpenAI-style content parts only, no text: a message of images alone.
+            owui_message(
+                "q2",
+                None,
+                "user",
+                [
+                    {"type": "image_url", "image_url": {"url": data_url(blue)}},
+                    {"type": "image_url", "image_url": {"url": data_url(big)}},  # over the limit
+                    {"type": "image_url", "image_url": {"url": data_url(b"GIF89a but not really")}},  # fake
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,%%not base64%%"}},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "https://example.com/cat.png"},
+                    },  # never fetched
+                ],
+                1730000002,
+            ),
+            # An answer's image: a placeholder, as before.
+            owui_message(
+                "a2",
+                None,
+                "assistant",
+                "Blue, and a drawing.",
+                1730000003,
+                files=[{"type": "image", "url": data_url(red)}],
+            ),
+        ],
+    )
+    job = upload(client, alice, json.dumps(export).encode())
+    assert job["status"] == "done", job
+    assert job["report"]["images"] == 2
+    why = reasons(job)
+    assert why["images not in the file (a placeholder marks each)"] == 2  # the link and the answer's
+    assert why["images larger than 1 MB (a placeholder marks each)"] == 1
+    assert why["files that were not images this site reads (a placeholder marks each)"] == 1
+    assert why["images whose data was damaged (a placeholder marks each)"] == 1
+    assert decoded and max(decoded) < len(data_url(big)) - 30  # the oversized one was measured, never decoded
+
+    colours = Conversation.objects.get(owner=alice, title="Colours")
+    placeholder = "[image not included in export]"
+    assert path_to(colours) == [
+        "What colour?",
+        "Red.",
+        "\n\n".join([placeholder] * 4),  # the link (from the reader), then the three refused
+        f"{placeholder}\n\nBlue, and a drawing.",
+    ]
+    q1 = colours.messages.get(content="What colour?")
+    [first] = q1.attachments.all()
+    assert (first.mime, first.width, first.height) == ("image/png", 8, 6)
+    q2 = colours.messages.get(role="user", content__startswith=placeholder)
+    [second] = q2.attachments.all()
+    with second.file.open() as stored, Image.open(stored) as image:
+        assert image.getpixel((0, 0)) == (0, 0, 255)
+
+    again = upload(client, alice, json.dumps(export).encode())
+    assert again["report"]["already_here"] == 1 and again["report"]["images"] == 0
 
 
 # --- LibreChat and Chatbot UI -----------------------------------------------------------------------------------

@@ -2,14 +2,21 @@
 role, content, timestamp, model}}, currentId}}, created_at, updated_at, archived, pinned}. Every branch is in
 history.messages; older chats have only chat.messages, a list with parentId links. Its first exports (Ollama
 WebUI) listed the chat objects themselves: {id, title, models, history, messages, timestamp}. Newer answers
-may keep their text only in `output` (Responses-style items), beside an empty `content`."""
+may keep their text only in `output` (Responses-style items), beside an empty `content`.
+
+A user's images travel inline, as `data:` URLs: in the message's `files` ({"type": "image", "url": ...}) and/or
+as content parts ({"type": "image_url", "image_url": {"url": ...}}). They become attachments (the writer decodes
+and checks them); an image only linked (http(s), or a path on the Open WebUI server) is never fetched: a
+placeholder marks it, as it does any image of an answer."""
 
 from __future__ import annotations
 
 import re
 
 from conversations.services.imports.drafts import (
+    IMAGE_MISSING,
     Draft,
+    DraftImage,
     DraftMessage,
     Report,
     Unreadable,
@@ -54,6 +61,34 @@ def _clean(content, report: Report) -> str:
     return DETAILS.sub(drop, body).strip() if "<details" in body else body
 
 
+def _image_urls(m: dict) -> list[str]:
+    """The URLs of a message's images, from its `files` and its content parts, each once, in order."""
+    urls: list[str] = []
+    files = m.get("files")
+    for file in files if isinstance(files, list) else []:
+        if isinstance(file, dict) and (file.get("type") == "image" or "image" in text(file.get("url"))[:20]):
+            urls.append(text(file.get("url")))
+    content = m.get("content")
+    for part in content if isinstance(content, list) else []:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            image_url = part.get("image_url")
+            urls.append(text(image_url.get("url") if isinstance(image_url, dict) else image_url))
+    return list(dict.fromkeys(urls))  # the same image in both places is one image
+
+
+def _images(m: dict, role: str | None, report: Report) -> tuple[list[DraftImage], int]:
+    """(a user's inline images, how many images stay placeholders). Nothing is decoded here."""
+    images: list[DraftImage] = []
+    missing = 0
+    for url in _image_urls(m):
+        if role == "user" and url[:5].lower() == "data:":
+            images.append(DraftImage(inline=url))
+        else:  # only linked (never fetched), or an answer's
+            missing += 1
+            report.skip("images not in the file (a placeholder marks each)")
+    return images, missing
+
+
 def _output_text(output) -> str:
     """The answer's text from its `output` items (type "message"); reasoning and tool items are left out."""
     pieces = []
@@ -94,15 +129,10 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
             body = _output_text(m.get("output"))
             if body:
                 _output_extras(m.get("output"), report)
-        files = m.get("files")
-        for file in files if isinstance(files, list) else []:
-            if isinstance(file, dict) and (
-                file.get("type") == "image" or "image" in text(file.get("url"))[:20]
-            ):
-                body = f"[image not included in export]\n\n{body}".strip()
-                report.skip("images not in the file (a placeholder marks each)")
+        images, missing = _images(m, role, report)
+        body = "\n\n".join([IMAGE_MISSING] * missing + [body]).strip()
         message = None
-        if role and body:
+        if role and (body or images):
             usage = m.get("usage") if isinstance(m.get("usage"), dict) else {}
             error = m.get("error")
             message = DraftMessage(
@@ -116,6 +146,7 @@ def read(item: dict, report: Report, source=None, header=None) -> Draft:
                 error=text(error.get("content") if isinstance(error, dict) else ""),
                 prompt_tokens=number(usage.get("prompt_tokens", usage.get("input_tokens"))),
                 completion_tokens=number(usage.get("completion_tokens", usage.get("output_tokens"))),
+                images=images,
             )
         elif not role:
             report.skip("messages from unknown senders")
