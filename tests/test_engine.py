@@ -141,6 +141,30 @@ def test_a_second_tab_sees_the_stream_and_can_stop_it(upstream, sim_model, alice
     assert message.content and ANSWER.startswith(message.content) and message.content != ANSWER
 
 
+def test_other_tabs_learn_of_a_turn_and_the_sender_gets_only_its_acknowledgement(
+    upstream, sim_model, alice_socket
+):
+    sender, other = alice_socket(), alice_socket()
+    first = send_turn(sender)
+    conversation_id = first["conversation"]["id"]
+    sender.wait_end(first["assistant_message"]["id"])
+    other.send(type="open", conversation=conversation_id)
+    other.wait_type("conversation")
+
+    sender.send(type="send", text="And then?", conversation=conversation_id, ref="t2")
+    ack = sender.wait_for(lambda f: f["type"] == "ack" and f["ref"] == "t2")
+    answer_id = ack["assistant_message"]["id"]
+    turn = other.wait_type("turn")
+    assert turn["assistant_message"]["id"] == answer_id
+    assert turn["user_message"] == ack["user_message"]
+    for sock in (sender, other):
+        final = sock.wait_end(answer_id)
+        assert final["status"] == "complete" and final["content"]
+        assert sock.texts[answer_id] == final["content"]
+    # The echo meant for other tabs is not sent back to the socket that sent the turn.
+    assert [f for f in sender.frames if f["type"] == "turn"] == []
+
+
 def test_it_regenerates_and_edits_into_sibling_branches(upstream, sim_model, alice_socket):
     upstream.enqueue(
         Reply(text="First answer."),

@@ -201,6 +201,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     return
                 frame = {**frame, "offset": have, "text": text}
             self.known[message_id] = have + len(text)
+        elif kind == "turn" and frame["assistant_message"]["id"] in self.known:
+            # This socket sent the turn (its acknowledgement carried the same messages) or already has them
+            # from a snapshot: the echo for the conversation's other tabs would be dropped by the client
+            # anyway. In a burst it was one websocket send per turn on the busy event loop.
+            return
         elif kind == "end":
             self.known.pop(frame["message"]["id"], None)
             self.sync_asked.pop(frame["message"]["id"], None)

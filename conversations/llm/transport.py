@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
@@ -326,6 +328,17 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+@functools.lru_cache(maxsize=256)
+def _is_ip_address(host: str) -> bool:
+    """An address, not a name: there is one address to connect to and nothing to race (asyncio's happy
+    eyeballs would still start a staggered race of one, a task and its bookkeeping per connection)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """Connections for one event loop (they share its receive buffer)."""
 
@@ -348,7 +361,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                     host,
                     port,
                     local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                    happy_eyeballs_delay=None if _is_ip_address(host) else HAPPY_EYEBALLS_DELAY,
                 )
         except TimeoutError:  # before OSError: TimeoutError is one
             raise httpcore.ConnectTimeout("connecting timed out") from None
