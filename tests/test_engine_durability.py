@@ -193,6 +193,8 @@ async def test_running_answers_send_fewer_frames_while_turns_wait_to_start(setti
     finally:
         registry.ADMITTING -= 2 + generation.ADMISSION_BACKLOG
     assert generation.frame_interval(layer) == 0.04
+    settings.CHAT_FRAME_INTERVAL = 0.1  # read once, and again when the setting changes
+    assert generation.frame_interval(layer) == 0.1
 
 
 def test_a_serving_process_tunes_the_cycle_collector_once(monkeypatch, settings):
