@@ -646,7 +646,7 @@ class Bench:
         timings = self.upstream.timings()
         answers = len(results)
 
-        added, lag, end_lag, slip, late = [], [], [], [], []
+        added, lag, end_lag, slip, late, leaving, delivery = [], [], [], [], [], [], []
         lost = duplicated = 0
         errors: list[str] = []
         for r in results:
@@ -664,6 +664,10 @@ class Bench:
                 continue
             request_at, first_at, last_at = upstream
             added.append((r["first"] - r["sent"]) - (first_at - request_at))
+            # Added TTFT in two parts (one machine, one monotonic clock): the turn's way to the provider
+            # (frame, admission, database, request) and the first token's way back to the client.
+            leaving.append(request_at - r["sent"])
+            delivery.append(r["first"] - first_at)
             lag.append(r["complete"] - last_at)
             end_lag.append(r["end"] - last_at)
             slip.append(first_at - request_at - TTFT)
@@ -682,6 +686,8 @@ class Bench:
             "completion lag p95": percentile(lag, 95),
             "end frame lag p95": percentile(end_lag, 95),
             "upstream TTFT slip p95": percentile(slip, 95),
+            "request out p95": percentile(leaving, 95),
+            "first token back p95": percentile(delivery, 95),
             "lost": lost,
             "duplicated": duplicated,
             "errors": len(errors),
@@ -712,7 +718,8 @@ class Bench:
         spread = row["sockets per process"]
         print(
             f"N={size:>3} ({row['answers']} answers): added TTFT p50 {ms(row['added TTFT p50'])} ms, "
-            f"p95 {ms(row['added TTFT p95'])} ms; lag p50 {ms(row['completion lag p50'])} ms, "
+            f"p95 {ms(row['added TTFT p95'])} ms (p95 request out {ms(row['request out p95'])} ms, first "
+            f"token back {ms(row['first token back p95'])} ms); lag p50 {ms(row['completion lag p50'])} ms, "
             f"p95 {ms(row['completion lag p95'])} ms; lost {row['lost']}, duplicated {row['duplicated']}, "
             f"errors {row['errors']}; CPU {row['CPU per answer'] * 1000:.1f} ms/answer "
             f"({row['loop CPU per answer'] * 1000:.1f} in the event loop); "

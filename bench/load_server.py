@@ -4,7 +4,8 @@ Usage: load_server.py <daphne arguments>. Same as `daphne ...`, plus: every data
 execute wrapper counting statements by kind (the first SQL word), and on SIGUSR1 the counts are written to
 $BENCH_COUNTS_FILE.<pid> (one file per process: bench/load.py may run several behind scripts/serve.py).
 Counting costs about a microsecond a statement; nothing else differs from a plain
-daphne process.
+daphne process. With $BENCH_GC_LOG set, every run of the cycle collector is logged to $BENCH_GC_LOG.<pid>: when,
+the generation, how long it held the process (ms) and how many objects it freed.
 """
 
 from __future__ import annotations
@@ -40,9 +41,29 @@ def _write_counts(path: Path) -> None:
     tmp.replace(path)
 
 
+def _log_collections(path: Path) -> None:
+    import gc
+    import time
+
+    log = path.open("a")
+    started = [0.0]
+
+    def logged(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = (time.perf_counter() - started[0]) * 1000
+        log.write(f"{time.monotonic():.3f} {info['generation']} {took:.2f} {info['collected']}\n")
+        log.flush()
+
+    gc.callbacks.append(logged)
+
+
 def main() -> None:
     if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments only
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+    if os.environ.get("BENCH_GC_LOG"):
+        _log_collections(Path(f"{os.environ['BENCH_GC_LOG']}.{os.getpid()}"))
     from django.db.backends.signals import connection_created
 
     connection_created.connect(_on_connection)
