@@ -218,3 +218,44 @@ def test_a_serving_process_tunes_the_cycle_collector_once(monkeypatch, settings)
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+async def test_an_unforeseen_failure_mid_answer_ends_it_at_once_with_its_text(
+    upstream, alice, sim_model, monkeypatch
+):
+    """A bug or an unexpected exception below the generation (not a provider error, which the client turns
+    into an LLMError) must not leave the answer pending until the sweeper calls it interrupted a minute later:
+    it ends at once as an error, with the text streamed so far saved, and the tabs get its `end`."""
+    from conversations.engine import notify
+    from conversations.services import answers
+
+    words = [f"w{i} " for i in range(60)]
+    upstream.enqueue(Reply(tokens=words, token_delay=0.01), Reply(text="A title"))
+    turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Go on")
+    add_text = generation.Generation._add_text
+    calls = {"n": 0}
+
+    def failing_add_text(self, text):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise RuntimeError("a bug in the frame path")
+        return add_text(self, text)
+
+    ends = []
+    to_conversation = notify.to_conversation
+
+    async def record(conversation_id, frame):
+        if frame["type"] == "end":
+            ends.append(frame["message"])
+        await to_conversation(conversation_id, frame)
+
+    monkeypatch.setattr(generation.Generation, "_add_text", failing_add_text)
+    monkeypatch.setattr(notify, "to_conversation", record)
+    started = time.monotonic()
+    await asyncio.wait_for(await start_answer(turn, alice), timeout=5)
+    assert time.monotonic() - started < 3
+    message = await Message.objects.aget(pk=turn.assistant.pk)
+    assert message.status == "error" and message.error == answers.FAILED_ERROR
+    assert "a bug in the frame path" in message.error_detail
+    assert message.content and "".join(words).startswith(message.content)
+    assert [end["status"] for end in ends] == ["error"]

@@ -223,7 +223,12 @@ class Generation:
         if self.pending and not self.finished:
             task = self.loop.create_task(self._flush())
             self.flush_tasks.add(task)
-            task.add_done_callback(self.flush_tasks.discard)
+            task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task) -> None:
+        self.flush_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the answer goes on; its tabs resync
+            logger.error("a frame of answer %s failed", self.message_pk, exc_info=task.exception())
 
     async def _flush(self) -> None:
         await self._admitted()
@@ -347,6 +352,9 @@ class Generation:
                     outcome = Outcome(Message.Status.INTERRUPTED, "interrupted", answers.INTERRUPTED_ERROR)
                 else:
                     raise  # cancelled from outside: leave it to the sweep (interrupted)
+            except Exception as exc:  # a bug or an unforeseen failure below us: end the answer now, text kept
+                logger.exception("generation %s failed", self.message_pk)
+                outcome = Outcome(Message.Status.ERROR, error=answers.FAILED_ERROR, detail=repr(exc))
         finally:
             self.finished = True
             if self.flush_timer is not None:

@@ -30,6 +30,7 @@ INTERRUPTED_ERROR = (
 )
 RESTARTING_ERROR = "The server is restarting, so this answer was not started. Regenerate it in a moment."
 NOT_STARTED_ERROR = "The answer could not be started."
+FAILED_ERROR = "Something went wrong on the server while writing this answer. The text so far is kept; regenerate to retry."
 
 
 @dataclass
