@@ -211,6 +211,22 @@ async def test_consecutive_streams_reuse_one_pooled_connection(upstream):
     assert shared_client() is shared_client()
 
 
+async def test_the_shared_client_keeps_no_cookie_a_provider_sets(upstream):
+    """One client serves every user: a cookie from one answer's response (Cloudflare's __cf_bm on
+    api.openai.com, a load balancer's affinity cookie) must not ride along on the next person's request."""
+    route = make_route(upstream)
+    upstream.enqueue(
+        Reply(text="First.", headers={"Set-Cookie": "__cf_bm=abc123; path=/; HttpOnly"}),
+        Reply(text="Second."),
+    )
+    await collect([route])
+    events, _stream, error = await collect([route])
+    assert error is None and text_of(events) == "Second."
+    _first, second = upstream.chat_requests
+    assert "cookie" not in second.headers
+    assert not shared_client().cookies
+
+
 # --- Faults map to typed errors ----------------------------------------------------------------------------
 
 

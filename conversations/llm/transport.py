@@ -354,6 +354,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        options: dict[str, Any] = {}
+        if not _is_ip_address(host) and isinstance(loop, asyncio.BaseEventLoop):
+            options["happy_eyeballs_delay"] = HAPPY_EYEBALLS_DELAY  # uvloop has no such option
         try:
             async with asyncio.timeout(timeout):
                 transport, protocol = await loop.create_connection(
@@ -361,7 +364,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                     host,
                     port,
                     local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=None if _is_ip_address(host) else HAPPY_EYEBALLS_DELAY,
+                    **options,
                 )
         except TimeoutError:  # before OSError: TimeoutError is one
             raise httpcore.ConnectTimeout("connecting timed out") from None
