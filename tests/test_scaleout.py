@@ -109,11 +109,13 @@ def test_an_answer_running_on_one_worker_streams_to_a_socket_on_another(
 
     # Closed sockets and finished answers leave no subscription behind in Redis: not the groups, not the
     # sockets' channels, not the generation's control channel. (Each process's revocation listener stays
-    # subscribed while the process lives: engine/revocation.py.)
+    # subscribed while the process lives: engine/revocation.py; so does the channel where its layer is told
+    # that other processes know it joined a group: engine/layers.py.)
     prefix = layer_prefix()
-    listener = (  # each process's revocation listener: its group and its channel
+    listener = (  # each process's revocation listener: its group and its channel; its layer's own channel
         f"__group__{channel_groups.revocations_group()}".encode(),
         f".{channel_groups.REVOCATIONS_CHANNEL_PREFIX}".encode(),
+        b".process.",
     )
     wait_until(
         lambda: [c for c in subscriptions(redis_client, prefix) if not any(m in c for m in listener)] == [], 5
@@ -326,8 +328,10 @@ async def test_pubsub_discard_channel_leaves_no_subscription(processes, redis_cl
     await layer.group_add("alone", channel)
     await layer.discard_channel(channel)
     await layer.discard_channel(channel)  # twice: nothing happens
-    # `shared` still has a member in this process: still subscribed; `alone` and the channel are not.
-    expected = sorted([*before, f"{prefix}__group__shared".encode(), kept.encode()])
+    # `shared` still has a member in this process: still subscribed; `alone` and the channel are not. (The
+    # layer's own channel, where other processes acknowledge its joining a group, stays.)
+    own = layer._get_layer()._process_channel.encode()
+    expected = sorted([*before, f"{prefix}__group__shared".encode(), kept.encode(), own])
     wait_until(lambda: subscriptions(redis_client, prefix) == expected, 5)
     assert channel not in layer._get_layer().channels
 
@@ -379,3 +383,81 @@ async def test_pubsub_sites_on_other_redis_databases_do_not_share_groups(process
     assert (await asyncio.wait_for(here.receive(channel), 5))["type"] == "this site"
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(here.receive(channel), 0.3)
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_messages_for_this_process_alone_never_go_through_redis(processes, monkeypatch):
+    """engine/layers.py: a group whose members are all in this process, and a channel of this process, get
+    their messages straight onto their queues: no PUBLISH, no round trip, nothing for Redis to hand back."""
+    import asyncio
+
+    from conversations.engine import layers
+
+    published = []
+    publish = layers._PubSubShard.publish
+
+    async def recording(self, channel, message, group=None):
+        published.append(channel)
+        return await publish(self, channel, message, group)
+
+    monkeypatch.setattr(layers._PubSubShard, "publish", recording)
+    (layer,) = processes(1)
+    first, second = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("conversation.local", first)
+    await layer.group_add("conversation.local", second)
+    published.clear()  # joining said hello: nobody else answered
+    for n in range(5):
+        await layer.group_send("conversation.local", {"type": "m", "n": n})
+    await layer.send(first, {"type": "m", "n": 5})
+    got_first = [(await asyncio.wait_for(layer.receive(first), 2))["n"] for _ in range(6)]
+    got_second = [(await asyncio.wait_for(layer.receive(second), 2))["n"] for _ in range(5)]
+    assert got_first == [0, 1, 2, 3, 4, 5] and got_second == [0, 1, 2, 3, 4]
+    assert published == []
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_a_process_joining_a_group_gets_all_sent_after_its_group_add_returns(processes):
+    """Process A has a group to itself and delivers without publishing; B joins while A is sending. Every
+    message A sends after B's group_add returns reaches B, in order (A learnt of B before it returned); once B
+    leaves, A finds nobody else listening and keeps its messages local again."""
+    import asyncio
+
+    a, b = processes(2)
+    on_a = await a.new_channel()
+    await a.group_add("conversation.shared", on_a)
+    sent = {"n": 0}
+    stop = asyncio.Event()
+
+    async def keep_sending():
+        while not stop.is_set():
+            await a.group_send("conversation.shared", {"type": "m", "n": sent["n"]})
+            sent["n"] += 1
+            await asyncio.sleep(0.001)
+
+    sender = asyncio.ensure_future(keep_sending())
+    await asyncio.sleep(0.05)
+    on_b = await b.new_channel()
+    await b.group_add("conversation.shared", on_b)
+    joined_at = sent["n"]  # sent before group_add returned: may or may not reach B
+    await asyncio.sleep(0.2)
+    stop.set()
+    await sender
+    last = sent["n"] - 1
+    got = []
+    while not got or got[-1] != last:
+        got.append((await asyncio.wait_for(b.receive(on_b), 5))["n"])
+    after = [n for n in got if n >= joined_at]
+    assert after == list(range(joined_at, last + 1)), "B missed or reordered messages sent after it joined"
+    assert got == sorted(got)
+
+    group_channel = a._get_layer()._get_group_channel_name("conversation.shared")
+    assert group_channel in a._get_layer().shared
+    await b.discard_channel(on_b)
+    for _ in range(50):  # a PUBLISH that reaches only A marks the group A's alone again
+        await a.group_send("conversation.shared", {"type": "m", "n": -1})
+        if group_channel not in a._get_layer().shared:
+            break
+        await asyncio.sleep(0.02)
+    assert group_channel not in a._get_layer().shared

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import logging
 import time
+import uuid
 from copy import deepcopy
 
 import channels_redis.pubsub
@@ -170,10 +171,136 @@ def default_prefix(hosts) -> str:
 SUBSCRIBE_TIMEOUT = 5.0  # seconds a group_add waits for Redis to confirm its subscription before going on
 
 
+ORIGIN_BYTES = 16  # every payload this layer publishes starts with its process's tag (uuid4().bytes)
+CONTROL = b"\x00"  # after the tag: a control message of the layers themselves, not a channels message
+HELLO, ACK = b"H", b"A"
+
+
 class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
+    """One process's layer (one event loop). Messages to this process's own channels and groups are put on
+    their queues directly, without a round trip through Redis; a group's messages are published only when
+    another process may have members in it (see _announce)."""
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._shards = [_PubSubShard(shard.host, self) for shard in self._shards]
+        self.origin = uuid.uuid4().bytes
+        # Group channels (with members here) that other processes also have members in, as far as this
+        # process knows: their messages are published as well as delivered here.
+        self.shared: set[str] = set()
+        # Per group channel, bumped by every hello from another process: a PUBLISH's count of receivers
+        # that was sent before the latest hello must not mark the group unshared (_PubSubShard._sent).
+        self.hellos: dict[str, int] = collections.defaultdict(int)
+        self._process_channel: str | None = None  # where other processes acknowledge this one's hellos
+        self._announcing: dict[str, asyncio.Future[None]] = {}  # group channel -> its hello's handshake
+        self._acks: dict[str, list] = {}  # group channel -> [acknowledgements awaited, future]
+        self._tasks: set[asyncio.Task] = set()  # acknowledgements being sent
+
+    # Sending: local queues first, Redis only for other processes.
+
+    async def send(self, channel, message) -> None:
+        data = self.channel_layer.serialize(message)
+        queue = self.channels.get(channel)
+        if queue is not None:  # a channel of this process: no need to go through Redis and back
+            queue.put_nowait(data)
+            return
+        await self._get_shard(channel).publish(channel, self.origin + data)
+
+    async def group_send(self, group, message) -> None:
+        group_channel = self._get_group_channel_name(group)
+        data = self.channel_layer.serialize(message)
+        members = self.groups.get(group_channel)
+        if members:
+            for channel in members:
+                queue = self.channels.get(channel)
+                if queue is not None:
+                    queue.put_nowait(data)
+            if group_channel not in self.shared:
+                return  # no other process has members: Redis would only hand it back to us
+        # Members elsewhere (or, with none here, perhaps): publish. Our own copy comes back and is skipped.
+        await self._get_shard(group_channel).publish(
+            group_channel, self.origin + data, group_channel if members else None
+        )
+
+    # Joining a group: other processes must know before group_add returns.
+
+    async def group_add(self, group, channel) -> None:
+        group_channel = self._get_group_channel_name(group)
+        first = not self.groups.get(group_channel)
+        await super().group_add(group, channel)  # subscribed (confirmed by Redis) when it returns
+        if first and group_channel not in self._announcing:
+            self._announcing[group_channel] = asyncio.ensure_future(self._announce(group_channel))
+        announcing = self._announcing.get(group_channel)
+        if announcing is not None:
+            await asyncio.shield(announcing)
+
+    async def _announce(self, group_channel: str) -> None:
+        """Tell the other processes with members in this group that this one has members too, and wait until
+        each has acknowledged. A process that thought it had the group to itself delivered its messages there
+        without publishing them; once it has acknowledged, it publishes every message it sends to the group,
+        so anything sent after group_add returns reaches this process (as when every message was published).
+        A process that does not answer within SUBSCRIBE_TIMEOUT is not waited for."""
+        try:
+            self.shared.add(group_channel)  # until a PUBLISH finds nobody else subscribed
+            if self._process_channel is None:
+                name = f"{self.prefix}process.{uuid.uuid4().hex}"
+                await self._subscribe_to_channel(name)
+                self._process_channel = name
+            waiter = asyncio.get_running_loop().create_future()
+            acks = self._acks[group_channel] = [0, waiter]
+            hellos = self.hellos[group_channel]
+            receivers = await self._get_shard(group_channel).publish(
+                group_channel, self.origin + CONTROL + HELLO + self._process_channel.encode()
+            )
+            acks[0] += receivers - 1  # every subscriber of the group but this process answers
+            if receivers <= 1 and self.hellos[group_channel] == hellos:
+                self.shared.discard(group_channel)  # nobody else is in it (a later joiner will say hello)
+            if acks[0] <= 0:
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), SUBSCRIBE_TIMEOUT)
+            except TimeoutError:
+                logger.warning("not every process acknowledged joining %s in time; going on", group_channel)
+        finally:
+            self._acks.pop(group_channel, None)
+            self._announcing.pop(group_channel, None)
+
+    def control(self, name: str, origin: bytes, data: bytes) -> None:
+        """A control message from another process's layer (called by the receiving task)."""
+        kind, rest = data[1:2], data[2:]
+        if kind == HELLO and name in self.groups and origin != self.origin:
+            self.shared.add(name)
+            self.hellos[name] += 1
+            # After marking it shared: whatever this process sends to the group from now on is published.
+            task = asyncio.ensure_future(self._acknowledge(rest.decode(), name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif kind == ACK and name == self._process_channel:
+            acks = self._acks.get(rest.decode())
+            if acks is not None:
+                acks[0] -= 1
+                if acks[0] <= 0 and not acks[1].done():
+                    acks[1].set_result(None)
+
+    async def _acknowledge(self, process_channel: str, group_channel: str) -> None:
+        try:
+            await self._get_shard(process_channel).publish(
+                process_channel, self.origin + CONTROL + ACK + group_channel.encode()
+            )
+        except Exception:  # the joiner stops waiting after SUBSCRIBE_TIMEOUT
+            logger.exception("could not acknowledge a process joining %s", group_channel)
+
+    async def group_discard(self, group, channel) -> None:
+        await super().group_discard(group, channel)
+        group_channel = self._get_group_channel_name(group)
+        if group_channel not in self.groups:  # no members left here: messages to it are always published
+            self.shared.discard(group_channel)
+
+    async def flush(self) -> None:
+        await super().flush()
+        self.shared.clear()
+        self.hellos.clear()
+        self._process_channel = None
 
     async def discard_channel(self, channel: str) -> None:
         """Forget a channel from `new_channel` that nobody will receive on again, and unsubscribe it."""
@@ -184,6 +311,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
                 members.discard(channel)
                 if not members:
                     del self.groups[group_channel]
+                    self.shared.discard(group_channel)
                     await self._get_shard(group_channel).unsubscribe(group_channel)
         await self._get_shard(channel).unsubscribe(channel)
 
@@ -237,18 +365,23 @@ class _CountingQueue(asyncio.Queue):
 class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
     def __init__(self, host, channel_layer) -> None:
         super().__init__(host, channel_layer)
-        self._outbox: list[tuple[str, bytes, asyncio.Future]] = []
+        # (channel, payload, future of the count of receivers, the group channel and its hello count when it is
+        # a group with members here: a count of 1, this process alone, marks it unshared)
+        self._outbox: list[tuple[str, bytes, asyncio.Future, str | None, int]] = []
         self._sender: asyncio.Task | None = None
         self._confirming: dict[str, collections.deque[asyncio.Future]] = {}
 
     # Publishing: pipelined batches, one connection, in order.
 
-    async def publish(self, channel, message) -> None:
+    async def publish(self, channel, message, group: str | None = None) -> int:
+        """PUBLISH (pipelined with whatever else is being published); returns how many subscribers got it.
+        `group`: the group channel, when this process has members in it (see _sent)."""
         future = asyncio.get_running_loop().create_future()
-        self._outbox.append((channel, message, future))
+        hellos = self.channel_layer.hellos.get(group, 0) if group else 0
+        self._outbox.append((channel, message, future, group, hellos))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send_batches())
-        await future
+        return await future
 
     async def _send_batches(self) -> None:
         while self._outbox:
@@ -256,20 +389,29 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
             try:
                 self._ensure_redis()
                 pipe = self._redis.pipeline(transaction=False)
-                for channel, message, _future in batch:
+                for channel, message, *_rest in batch:
                     pipe.publish(channel, message)
-                await pipe.execute()
+                counts = await pipe.execute()
             except BaseException as exc:
-                for _channel, _message, future in batch:
+                for _channel, _message, future, *_rest in batch:
                     if not future.done():
                         future.set_exception(exc)
                         future.exception()  # retrieved here too: a cancelled sender leaves no warning
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
-                for _channel, _message, future in batch:
+                for (_channel, _message, future, group, hellos), count in zip(batch, counts, strict=True):
+                    if group is not None:
+                        self._sent(group, hellos, count)
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(count)
+
+    def _sent(self, group: str, hellos: int, count: int) -> None:
+        """A message to a group with members here reached `count` subscribers, this process included: with
+        nobody else, later ones stay here, unless another process said hello since it was sent."""
+        layer = self.channel_layer
+        if count <= 1 and layer.hellos.get(group, 0) == hellos and group not in layer._announcing:
+            layer.shared.discard(group)
 
     # Subscribing: wait for Redis's confirmation.
 
@@ -328,6 +470,26 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
             except Exception:  # channels-redis re-raises TimeoutError too, which ends receiving for good
                 logger.exception("Unexpected exception in receive task")
                 await asyncio.sleep(1)
+
+    def _receive_message(self, message) -> None:
+        """As channels-redis, after the sender's tag: control messages go to the layer, and a process's own
+        messages to a group are skipped (they were put on its members' queues when sent)."""
+        if message is None:
+            return
+        name, data = message["channel"], message["data"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        origin, data = data[:ORIGIN_BYTES], data[ORIGIN_BYTES:]
+        layer = self.channel_layer
+        if data[:1] == CONTROL:
+            layer.control(name, origin, data)
+        elif name in layer.channels:
+            layer.channels[name].put_nowait(data)
+        elif name in layer.groups and origin != layer.origin:
+            for channel_name in layer.groups[name]:
+                queue = layer.channels.get(channel_name)
+                if queue is not None:
+                    queue.put_nowait(data)
 
     def _confirmed(self, channel) -> None:
         if isinstance(channel, bytes):
