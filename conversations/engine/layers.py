@@ -125,7 +125,10 @@ class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
     - pub/sub channels are server-wide, not per Redis database: names carry the database number
       (`default_prefix`), so sites on different databases of one server stay apart as with the core layer;
     - the receiving task survives any error (channels-redis's ends for good on a TimeoutError);
-    - `delivered` lets shutdown wait until this process's own sockets have taken what it just sent.
+    - `delivered` lets shutdown wait until this process's own sockets have taken what it just sent;
+    - messages for this process's own channels and groups are put on their queues directly, and a group's
+      are published only while another process has members in it (_PubSubLoopLayer): at one process per
+      conversation, the usual case, a frame never touches Redis.
 
     Order: one connection publishes and one receives per process (hence exactly one Redis host), so messages
     from one process arrive in the order it sent them, whether to a group or to a socket's own channel: a
@@ -242,9 +245,9 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         A process that does not answer within SUBSCRIBE_TIMEOUT is not waited for."""
         try:
             self.shared.add(group_channel)  # until a PUBLISH finds nobody else subscribed
-            if self._process_channel is None:
+            if self._process_channel is None:  # subscribed, with no queue: only control messages come here
                 name = f"{self.prefix}process.{uuid.uuid4().hex}"
-                await self._subscribe_to_channel(name)
+                await self._get_shard(name).subscribe(name)
                 self._process_channel = name
             waiter = asyncio.get_running_loop().create_future()
             acks = self._acks[group_channel] = [0, waiter]
