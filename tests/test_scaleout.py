@@ -461,3 +461,34 @@ async def test_pubsub_a_process_joining_a_group_gets_all_sent_after_its_group_ad
             break
         await asyncio.sleep(0.02)
     assert group_channel not in a._get_layer().shared
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_a_lost_hello_is_made_up_for_within_the_recheck_interval(processes, monkeypatch):
+    """Should a joining process's hello be lost (a Redis connection dropped at that moment), the process that
+    had the group to itself still publishes one message every LOCAL_RECHECK: its count of receivers shows the
+    newcomer, and from then on every message is published."""
+    import asyncio
+
+    from conversations.engine import layers
+
+    monkeypatch.setattr(layers._PubSubLoopLayer, "LOCAL_RECHECK", 0.2)
+    a, b = processes(2)
+    on_a = await a.new_channel()
+    await a.group_add("conversation.unannounced", on_a)
+
+    async def lost(self, group_channel):
+        return None
+
+    monkeypatch.setattr(layers._PubSubLoopLayer, "_announce", lost)
+    on_b = await b.new_channel()
+    await b.group_add("conversation.unannounced", on_b)
+    for n in range(60):  # 0.6 s of messages, 10 ms apart
+        await a.group_send("conversation.unannounced", {"type": "m", "n": n})
+        await asyncio.sleep(0.01)
+    got = []
+    while not got or got[-1] != 59:
+        got.append((await asyncio.wait_for(b.receive(on_b), 5))["n"])
+    assert got[0] <= 30, "the group stayed unshared past the recheck interval"
+    assert got == list(range(got[0], 60)), "once shared, every message reaches the other process"

@@ -184,6 +184,10 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
     their queues directly, without a round trip through Redis; a group's messages are published only when
     another process may have members in it (see _announce)."""
 
+    # Seconds a group this process has to itself goes without a PUBLISH: then one message is published anyway,
+    # and its count of receivers says whether another process joined unannounced.
+    LOCAL_RECHECK = 5.0
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._shards = [_PubSubShard(shard.host, self) for shard in self._shards]
@@ -198,6 +202,9 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         self._announcing: dict[str, asyncio.Future[None]] = {}  # group channel -> its hello's handshake
         self._acks: dict[str, list] = {}  # group channel -> [acknowledgements awaited, future]
         self._tasks: set[asyncio.Task] = set()  # acknowledgements being sent
+        self.local_since: dict[
+            str, float
+        ] = {}  # group channel -> when it was found to be this process's alone
 
     # Sending: local queues first, Redis only for other processes.
 
@@ -219,7 +226,12 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
                 if queue is not None:
                     queue.put_nowait(data)
             if group_channel not in self.shared:
-                return  # no other process has members: Redis would only hand it back to us
+                local_since = self.local_since.get(group_channel, 0.0)
+                if time.monotonic() - local_since < self.LOCAL_RECHECK:
+                    return  # no other process has members: Redis would only hand it back to us
+                # Published now and then anyway: should another process's hello have been lost (a Redis
+                # connection dropped), its count of receivers shows it, and the group is shared again.
+                self.local_since[group_channel] = time.monotonic()
         # Members elsewhere (or, with none here, perhaps): publish. Our own copy comes back and is skipped.
         await self._get_shard(group_channel).publish(
             group_channel, self.origin + data, group_channel if members else None
@@ -229,12 +241,19 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
 
     async def group_add(self, group, channel) -> None:
         group_channel = self._get_group_channel_name(group)
-        first = not self.groups.get(group_channel)
-        await super().group_add(group, channel)  # subscribed (confirmed by Redis) when it returns
-        if first and group_channel not in self._announcing:
-            self._announcing[group_channel] = asyncio.ensure_future(self._announce(group_channel))
         announcing = self._announcing.get(group_channel)
-        if announcing is not None:
+        first = announcing is None and not self.groups.get(group_channel)
+        if first:  # this process's first member: later joiners here wait for the same handshake
+            announcing = self._announcing[group_channel] = asyncio.get_running_loop().create_future()
+        try:
+            await super().group_add(group, channel)  # subscribed (confirmed by Redis) when it returns
+            if first:
+                await self._announce(group_channel)
+        finally:
+            if first:
+                self._announcing.pop(group_channel, None)
+                announcing.set_result(None)
+        if not first and announcing is not None:
             await asyncio.shield(announcing)
 
     async def _announce(self, group_channel: str) -> None:
@@ -242,22 +261,23 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         each has acknowledged. A process that thought it had the group to itself delivered its messages there
         without publishing them; once it has acknowledged, it publishes every message it sends to the group,
         so anything sent after group_add returns reaches this process (as when every message was published).
-        A process that does not answer within SUBSCRIBE_TIMEOUT is not waited for."""
+        A process that does not answer within SUBSCRIBE_TIMEOUT is not waited for (and a hello lost with a
+        Redis connection is made up for by LOCAL_RECHECK)."""
+        self.shared.add(group_channel)  # until a PUBLISH finds nobody else subscribed
+        if self._process_channel is None:  # subscribed, with no queue: only control messages come here
+            name = f"{self.prefix}process.{uuid.uuid4().hex}"
+            await self._get_shard(name).subscribe(name)
+            self._process_channel = name
+        waiter = asyncio.get_running_loop().create_future()
+        acks = self._acks[group_channel] = [0, waiter]
         try:
-            self.shared.add(group_channel)  # until a PUBLISH finds nobody else subscribed
-            if self._process_channel is None:  # subscribed, with no queue: only control messages come here
-                name = f"{self.prefix}process.{uuid.uuid4().hex}"
-                await self._get_shard(name).subscribe(name)
-                self._process_channel = name
-            waiter = asyncio.get_running_loop().create_future()
-            acks = self._acks[group_channel] = [0, waiter]
             hellos = self.hellos[group_channel]
             receivers = await self._get_shard(group_channel).publish(
                 group_channel, self.origin + CONTROL + HELLO + self._process_channel.encode()
             )
             acks[0] += receivers - 1  # every subscriber of the group but this process answers
             if receivers <= 1 and self.hellos[group_channel] == hellos:
-                self.shared.discard(group_channel)  # nobody else is in it (a later joiner will say hello)
+                self._make_local(group_channel)  # nobody else is in it (a later joiner will say hello)
             if acks[0] <= 0:
                 return
             try:
@@ -266,7 +286,10 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
                 logger.warning("not every process acknowledged joining %s in time; going on", group_channel)
         finally:
             self._acks.pop(group_channel, None)
-            self._announcing.pop(group_channel, None)
+
+    def _make_local(self, group_channel: str) -> None:
+        self.shared.discard(group_channel)
+        self.local_since[group_channel] = time.monotonic()
 
     def control(self, name: str, origin: bytes, data: bytes) -> None:
         """A control message from another process's layer (called by the receiving task)."""
@@ -298,11 +321,13 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         group_channel = self._get_group_channel_name(group)
         if group_channel not in self.groups:  # no members left here: messages to it are always published
             self.shared.discard(group_channel)
+            self.local_since.pop(group_channel, None)
 
     async def flush(self) -> None:
         await super().flush()
         self.shared.clear()
         self.hellos.clear()
+        self.local_since.clear()
         self._process_channel = None
 
     async def discard_channel(self, channel: str) -> None:
@@ -315,6 +340,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
                 if not members:
                     del self.groups[group_channel]
                     self.shared.discard(group_channel)
+                    self.local_since.pop(group_channel, None)
                     await self._get_shard(group_channel).unsubscribe(group_channel)
         await self._get_shard(channel).unsubscribe(channel)
 
@@ -413,8 +439,10 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
         """A message to a group with members here reached `count` subscribers, this process included: with
         nobody else, later ones stay here, unless another process said hello since it was sent."""
         layer = self.channel_layer
-        if count <= 1 and layer.hellos.get(group, 0) == hellos and group not in layer._announcing:
-            layer.shared.discard(group)
+        if count > 1:
+            layer.shared.add(group)
+        elif layer.hellos.get(group, 0) == hellos and group not in layer._announcing:
+            layer._make_local(group)
 
     # Subscribing: wait for Redis's confirmation.
 
