@@ -174,9 +174,11 @@ def default_prefix(hosts) -> str:
 SUBSCRIBE_TIMEOUT = 5.0  # seconds a group_add waits for Redis to confirm its subscription before going on
 
 
-ORIGIN_BYTES = 16  # every payload this layer publishes starts with its process's tag (uuid4().bytes)
-CONTROL = b"\x00"  # after the tag: a control message of the layers themselves, not a channels message
-HELLO, ACK = b"H", b"A"
+# Every payload this layer publishes starts with a kind (a channels message, or a hello or acknowledgement of
+# the layers themselves) and its process's tag (uuid4().bytes): the rest is the serialized message or the
+# control message's argument.
+MESSAGE, HELLO, ACK = b"M", b"H", b"A"
+HEADER = 1 + 16
 
 
 class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
@@ -214,7 +216,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         if queue is not None:  # a channel of this process: no need to go through Redis and back
             queue.put_nowait(data)
             return
-        await self._get_shard(channel).publish(channel, self.origin + data)
+        await self._get_shard(channel).publish(channel, MESSAGE + self.origin + data)
 
     async def group_send(self, group, message) -> None:
         group_channel = self._get_group_channel_name(group)
@@ -234,7 +236,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
                 self.local_since[group_channel] = time.monotonic()
         # Members elsewhere (or, with none here, perhaps): publish. Our own copy comes back and is skipped.
         await self._get_shard(group_channel).publish(
-            group_channel, self.origin + data, group_channel if members else None
+            group_channel, MESSAGE + self.origin + data, group_channel if members else None
         )
 
     # Joining a group: other processes must know before group_add returns.
@@ -273,7 +275,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         try:
             hellos = self.hellos[group_channel]
             receivers = await self._get_shard(group_channel).publish(
-                group_channel, self.origin + CONTROL + HELLO + self._process_channel.encode()
+                group_channel, HELLO + self.origin + self._process_channel.encode()
             )
             acks[0] += receivers - 1  # every subscriber of the group but this process answers
             if receivers <= 1 and self.hellos[group_channel] == hellos:
@@ -291,18 +293,17 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         self.shared.discard(group_channel)
         self.local_since[group_channel] = time.monotonic()
 
-    def control(self, name: str, origin: bytes, data: bytes) -> None:
-        """A control message from another process's layer (called by the receiving task)."""
-        kind, rest = data[1:2], data[2:]
+    def control(self, name: str, kind: bytes, origin: bytes, argument: bytes) -> None:
+        """A hello or an acknowledgement from another process's layer (called by the receiving task)."""
         if kind == HELLO and name in self.groups and origin != self.origin:
             self.shared.add(name)
             self.hellos[name] += 1
             # After marking it shared: whatever this process sends to the group from now on is published.
-            task = asyncio.ensure_future(self._acknowledge(rest.decode(), name))
+            task = asyncio.ensure_future(self._acknowledge(argument.decode(), name))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif kind == ACK and name == self._process_channel:
-            acks = self._acks.get(rest.decode())
+            acks = self._acks.get(argument.decode())
             if acks is not None:
                 acks[0] -= 1
                 if acks[0] <= 0 and not acks[1].done():
@@ -311,7 +312,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
     async def _acknowledge(self, process_channel: str, group_channel: str) -> None:
         try:
             await self._get_shard(process_channel).publish(
-                process_channel, self.origin + CONTROL + ACK + group_channel.encode()
+                process_channel, ACK + self.origin + group_channel.encode()
             )
         except Exception:  # the joiner stops waiting after SUBSCRIBE_TIMEOUT
             logger.exception("could not acknowledge a process joining %s", group_channel)
@@ -510,10 +511,10 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
         name, data = message["channel"], message["data"]
         if isinstance(name, bytes):
             name = name.decode()
-        origin, data = data[:ORIGIN_BYTES], data[ORIGIN_BYTES:]
+        kind, origin, data = data[:1], data[1:HEADER], data[HEADER:]
         layer = self.channel_layer
-        if data[:1] == CONTROL:
-            layer.control(name, origin, data)
+        if kind != MESSAGE:
+            layer.control(name, kind, origin, data)
         elif name in layer.channels:
             layer.channels[name].put_nowait(data)
         elif name in layer.groups and origin != layer.origin:
