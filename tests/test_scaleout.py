@@ -414,6 +414,11 @@ async def test_pubsub_messages_for_this_process_alone_never_go_through_redis(pro
     got_second = [(await asyncio.wait_for(layer.receive(second), 2))["n"] for _ in range(5)]
     assert got_first == [0, 1, 2, 3, 4, 5] and got_second == [0, 1, 2, 3, 4]
     assert published == []
+    # Once the group's last member here leaves, nothing of it stays (a group per answer would pile up).
+    await layer.discard_channel(first)
+    await layer.discard_channel(second)
+    state = layer._get_layer()
+    assert not state.shared and not state.hellos and not state.local_since
 
 
 @needs_redis

@@ -199,7 +199,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         self.shared: set[str] = set()
         # Per group channel, bumped by every hello from another process: a PUBLISH's count of receivers
         # that was sent before the latest hello must not mark the group unshared (_PubSubShard._sent).
-        self.hellos: dict[str, int] = collections.defaultdict(int)
+        self.hellos: dict[str, int] = {}  # entries go with the group's last member here (_forget)
         self._process_channel: str | None = None  # where other processes acknowledge this one's hellos
         self._announcing: dict[str, asyncio.Future[None]] = {}  # group channel -> its hello's handshake
         self._acks: dict[str, list] = {}  # group channel -> [acknowledgements awaited, future]
@@ -273,12 +273,12 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         waiter = asyncio.get_running_loop().create_future()
         acks = self._acks[group_channel] = [0, waiter]
         try:
-            hellos = self.hellos[group_channel]
+            hellos = self.hellos.get(group_channel, 0)
             receivers = await self._get_shard(group_channel).publish(
                 group_channel, HELLO + self.origin + self._process_channel.encode()
             )
             acks[0] += receivers - 1  # every subscriber of the group but this process answers
-            if receivers <= 1 and self.hellos[group_channel] == hellos:
+            if receivers <= 1 and self.hellos.get(group_channel, 0) == hellos:
                 self._make_local(group_channel)  # nobody else is in it (a later joiner will say hello)
             if acks[0] <= 0:
                 return
@@ -289,6 +289,13 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         finally:
             self._acks.pop(group_channel, None)
 
+    def _forget(self, group_channel: str) -> None:
+        """The group's last member here left: what this process knew of it goes (one entry per answer's control
+        group would otherwise pile up for the life of the process)."""
+        self.shared.discard(group_channel)
+        self.local_since.pop(group_channel, None)
+        self.hellos.pop(group_channel, None)
+
     def _make_local(self, group_channel: str) -> None:
         self.shared.discard(group_channel)
         self.local_since[group_channel] = time.monotonic()
@@ -297,7 +304,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         """A hello or an acknowledgement from another process's layer (called by the receiving task)."""
         if kind == HELLO and name in self.groups and origin != self.origin:
             self.shared.add(name)
-            self.hellos[name] += 1
+            self.hellos[name] = self.hellos.get(name, 0) + 1
             # After marking it shared: whatever this process sends to the group from now on is published.
             task = asyncio.ensure_future(self._acknowledge(argument.decode(), name))
             self._tasks.add(task)
@@ -321,8 +328,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         await super().group_discard(group, channel)
         group_channel = self._get_group_channel_name(group)
         if group_channel not in self.groups:  # no members left here: messages to it are always published
-            self.shared.discard(group_channel)
-            self.local_since.pop(group_channel, None)
+            self._forget(group_channel)
 
     async def flush(self) -> None:
         await super().flush()
@@ -340,8 +346,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
                 members.discard(channel)
                 if not members:
                     del self.groups[group_channel]
-                    self.shared.discard(group_channel)
-                    self.local_since.pop(group_channel, None)
+                    self._forget(group_channel)
                     await self._get_shard(group_channel).unsubscribe(group_channel)
         await self._get_shard(channel).unsubscribe(channel)
 
