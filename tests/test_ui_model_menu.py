@@ -140,8 +140,7 @@ def test_after_openai_is_switched_off_the_details_name_the_provider_that_answere
         expect(last_answer(page)).to_contain_text("upstream simulator", timeout=15_000)
         last_answer(page).get_by_role("button", name="Details").click()
         details = last_answer(page).locator("dl")
-        expect(details).to_contain_text("Model")
-        expect(details).to_contain_text("gpt-4o")
+        expect(details).to_contain_text("ModelGPT-4o (gpt-4o)")  # the menu's name and the exact id
         expect(details).to_contain_text(f"Provider{OPENROUTER}")
         page.mouse.move(0, 0)
         page.screenshot(path=ARTIFACTS / "model-details-provider-1280x800.png")

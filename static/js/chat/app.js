@@ -266,6 +266,11 @@ class ChatApp {
     this.thread.update(message.id);
   }
 
+  /** The menu's name for the model an answer came from; null when the menu no longer offers it. */
+  modelNameOf(message) {
+    return boot.models.find((m) => m.id === message.model)?.name ?? null;
+  }
+
   /** The provider an answer waits for, as far as this page knows: named by the server, else by its model. */
   providerOf(message) {
     if (message.provider) return message.provider;

@@ -20,9 +20,12 @@ function formatCost(cost) {
   return value < 0.01 ? `$${value.toPrecision(2)}` : `$${value.toFixed(4).replace(/0+$/, "").replace(/\.$/, "")}`;
 }
 
-function detailRows(message) {
+function detailRows(message, modelName) {
   const rows = [];
-  if (message.model) rows.push(["Model", message.model]);
+  // The menu's name, and the exact id the answer was asked of (what a provider's dashboard and bill show).
+  if (message.model) {
+    rows.push(["Model", modelName && modelName !== message.model ? `${modelName} (${message.model})` : message.model]);
+  }
   // Which provider answered: the model is served by several, tried in the admin's order.
   if (message.provider) rows.push(["Provider", message.provider]);
   const usage = message.usage;
@@ -247,7 +250,8 @@ class MessageView {
 
   renderDetails(message) {
     this.details.replaceChildren(
-      ...detailRows(message).map(([term, value]) => h("div", {}, h("dt", { text: term }), h("dd", { text: value }))),
+      ...detailRows(message, this.thread.app.modelNameOf(message)).map(([term, value]) =>
+        h("div", {}, h("dt", { text: term }), h("dd", { text: value }))),
     );
   }
 
