@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conversations.testing.upstream import Fault, Reply
+from conversations.testing.upstream import Fault, Reply, title_from_prompt
 from tests.ui import (
     answer_text,
     answers,
@@ -233,7 +233,12 @@ def test_settings_go_with_the_next_message_and_escape_stops(chat, upstream):
 
     send(page, "Ahoy")
     wait_for_answer_text(page, lambda text: len(text.split()) >= 3)
-    body = next(r.json for r in upstream.requests if r.path.endswith("/chat/completions"))
+    # The answer's request: not a title request (this conversation's, or a late one of the previous test's).
+    body = next(
+        r.json
+        for r in upstream.requests
+        if r.path.endswith("/chat/completions") and title_from_prompt(r.json) is None
+    )
     assert body["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
     assert body["temperature"] == 0.3 and body["max_tokens"] == 300
     assert body["response_format"] == {"type": "json_object"}
