@@ -21,19 +21,19 @@ class _Reactor:
         self.writers: list = []
         self.watch_requests = 0
 
-    def addWriter(self, descriptor) -> None:  # noqa: N802 (Twisted's interface)
+    def addWriter(self, descriptor) -> None:
         self.watch_requests += 1
         if descriptor not in self.writers:
             self.writers.append(descriptor)
 
-    def removeWriter(self, descriptor) -> None:  # noqa: N802
+    def removeWriter(self, descriptor) -> None:
         if descriptor in self.writers:
             self.writers.remove(descriptor)
 
-    def addReader(self, descriptor) -> None:  # noqa: N802
+    def addReader(self, descriptor) -> None:
         pass
 
-    def removeReader(self, descriptor) -> None:  # noqa: N802
+    def removeReader(self, descriptor) -> None:
         pass
 
 
