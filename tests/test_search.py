@@ -186,3 +186,52 @@ def test_snippets_are_plain_text_without_markdown_with_the_terms_highlighted(ali
     for syntax in ("##", "`", "**", "](", "|", "---"):
         assert syntax not in text, syntax
     assert "Run pip install <mark>pandas</mark> and read the docs" in result["snippet"]
+
+
+def _integrity_check() -> None:
+    """SQLite: FTS5 compares its index with the rows of the view it indexes; raises if they differ."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO conversations_message_fts(conversations_message_fts, rank) VALUES ('integrity-check', 1)"
+            )
+
+
+def test_an_answer_is_found_once_it_ends_not_while_it_is_written(alice):
+    from conversations.services import answers
+
+    conversation, [question] = chat(alice, "Zoo", "tell me about animals")
+    answer = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", status="pending", content=""
+    )
+    answers.save_checkpoints({answer.pk: "the zebra"})  # streaming now: a checkpoint, not indexed
+    assert search.search(alice, "zebra") == []
+    _integrity_check()
+    answers.save_checkpoints({answer.pk: "the zebra and the okapi"})
+    assert search.search(alice, "okapi") == []
+    Message.objects.filter(pk=answer.pk).update(content="the zebra and the okapi graze", status="complete")
+    [hit] = search.search(alice, "okapi")
+    assert hit["message"] == str(answer.public_id)
+    _integrity_check()
+    Message.objects.filter(pk=answer.pk).update(content="only a giraffe now")  # settled, edited: re-indexed
+    assert search.search(alice, "okapi") == [] and len(search.search(alice, "giraffe")) == 1
+    _integrity_check()
+
+
+def test_an_answer_the_sweeper_settles_is_found_and_a_deleted_running_one_leaves_no_trace(alice):
+    conversation, [question] = chat(alice, "Cut", "a question")
+    cut = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        status="streaming",
+        content="half a walrus",
+    )
+    running = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", status="streaming", content="a narwhal"
+    )
+    Message.objects.filter(pk=cut.pk).update(status="interrupted")  # what the sweep writes: the text stays
+    assert [h["message"] for h in search.search(alice, "walrus")] == [str(cut.public_id)]
+    running.delete()
+    assert search.search(alice, "narwhal") == []
+    _integrity_check()
