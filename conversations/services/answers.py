@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Case, F, TextField, Value, When
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from conversations.llm import errors as llm_errors
@@ -21,6 +21,7 @@ from conversations.llm.tokens import estimate_text_tokens
 from conversations.models import ChatModel, Message
 from conversations.services import db_busy
 from conversations.services.context import Prepared
+from conversations.services.row_updates import update_rows
 from conversations.services.serialize import message_dict
 
 logger = logging.getLogger(__name__)
@@ -55,19 +56,19 @@ def fail(message_pk: int, error: str) -> dict:
 
 
 def save_checkpoints(texts: dict[int, str]) -> None:
-    """The partial text of each running answer (by message pk) and a fresh heartbeat, in one statement: a live
-    answer is never swept. Answers that ended meanwhile are left alone."""
+    """The partial text of each running answer (by message pk) and a fresh heartbeat, in one transaction of
+    plain UPDATEs (services/row_updates.py): a live answer is never swept. Answers that ended meanwhile are
+    left alone."""
     now = timezone.now()
-    Message.objects.filter(pk__in=texts, status__in=Message.ACTIVE_STATUSES).update(
-        content=Case(
-            *(When(pk=pk, then=Value(text)) for pk, text in texts.items()),
-            default=F("content"),
-            output_field=TextField(),
-        ),
-        status=Message.Status.STREAMING,
-        heartbeat_at=now,
-        updated_at=now,
-    )
+    rows = [
+        Message(pk=pk, content=text, status=Message.Status.STREAMING, heartbeat_at=now, updated_at=now)
+        for pk, text in texts.items()
+    ]
+    with transaction.atomic():
+        update_rows(rows, CHECKPOINT_FIELDS, only_if=("status", Message.ACTIVE_STATUSES))
+
+
+CHECKPOINT_FIELDS = ("content", "status", "heartbeat_at", "updated_at")
 
 
 FINAL_FIELDS = (
@@ -117,9 +118,11 @@ def finish(
         message.model_name = chat_model.canonical_id or chat_model.model_id
         if outcome.status != Message.Status.ERROR or text:
             message.cost = chat_model.cost(prompt, completion, cached)
-    # Only what an answer's end changes (fewer columns to compile and write); a deleted conversation fails
-    # loudly here instead of re-creating the row.
-    message.save(force_update=True, update_fields=FINAL_FIELDS)
+    message.updated_at = timezone.now()
+    # Only what an answer's end changes, as a plain UPDATE (services/row_updates.py: Model.save compiled its
+    # SQL every time); a deleted conversation fails loudly here instead of re-creating the row.
+    if not update_rows([message], FINAL_FIELDS):
+        raise DatabaseError(f"answer {message.pk} is gone: its final save updated no row")
     # With the technical detail: the `end` frame goes to the owner's sockets only, and the consumer drops it
     # for anyone but staff (ChatConsumer.chat_frame).
     return message_dict(message, with_detail=True)

@@ -21,6 +21,7 @@ from conversations.services import access, answers, context, limits, personal_ke
 from conversations.services.access import get_conversation_for_turn, get_message_for_user
 from conversations.services.errors import EMPTY_MESSAGE, Busy, InvalidInput, NotFound
 from conversations.services.model_choices import ModelChoices
+from conversations.services.row_updates import update_rows
 from conversations.services.serialize import conversation_dict, message_dict
 
 logger = logging.getLogger(__name__)
@@ -622,7 +623,7 @@ class TurnBatch:
                     "params",
                     "system_prompt",
                 ]
-                _update_rows([p.turn.conversation for p in planned], [*fields, "updated_at"])
+                update_rows([p.turn.conversation for p in planned], [*fields, "updated_at"])
         except Exception as exc:
             logger.exception("writing %d turns failed", len(planned))
             for p in planned:
@@ -643,26 +644,6 @@ class TurnBatch:
             failed = answers.fail(turn.assistant.pk, answers.start_error(exc))
             return StartedTurn(user, turn, ack, None, failed)
         return StartedTurn(user, turn, ack, prepared)
-
-
-def _update_rows(rows: list, fields: list[str]) -> None:
-    """What QuerySet.bulk_update(rows, fields) does, as one executemany of a plain UPDATE per row. bulk_update
-    writes one statement with a CASE WHEN per field per row, and building it (Django resolves every WHEN)
-    took a third of the turns' database thread in a burst of 200 turns (bench/README.md, "Load"). Values go
-    through each field's own get_db_prep_save, as the ORM's would; no signals, like bulk_update."""
-    if not rows:
-        return
-    meta = type(rows[0])._meta
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
-    params = [
-        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns] + [row.pk]
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
 
 
 def start_turn(session_key: str | None, command: str, data: dict) -> StartedTurn:
