@@ -321,3 +321,22 @@ def test_an_error_alone_in_a_piece_is_raised_at_once():
     decoder = StreamDecoder("gpt-4o")
     with pytest.raises(MidStreamError):
         decoder.feed(_chunk({"error": {"message": "boom"}}))
+
+
+def test_chunks_the_fast_parser_refuses_are_read_as_the_standard_library_reads_them():
+    """llm/sse.py parses with orjson and falls back to json: a lone surrogate escape (a model cut mid-emoji),
+    an integer past 64 bits and NaN are all still text and usage, as before."""
+    body = sse(
+        b'{"choices":[{"index":0,"delta":{"content":"half \\ud83d"},"finish_reason":null}]}',
+        b'{"id":123456789012345678901234567890,"choices":[{"index":0,"delta":{"content":"big"}}]}',
+        b'{"choices":[{"index":0,"delta":{"content":"nan"},"logprob":NaN,"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":2}}',
+        b"[DONE]",
+    )
+    assert feed_all(StreamDecoder(), [body]) == [
+        TextDelta("half \ud83d"),
+        TextDelta("big"),
+        TextDelta("nan"),
+        Finish("stop"),
+        Usage(3, 2),
+    ]
