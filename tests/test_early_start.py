@@ -118,18 +118,18 @@ async def test_writes_that_fail_after_the_request_left_abandon_the_answer(
 ):
     """The turn's last write (the conversation's UPDATE) comes after its request left: if it fails, the whole
     turn rolls back, on SQLite as on PostgreSQL, and its answer goes nowhere."""
-    original = turns._update_rows
+    original = turns.update_rows
 
-    def update_rows(rows, fields):
+    def update_rows(rows, fields, **kwargs):
         if rows and isinstance(rows[0], Conversation):
             deadline = time.monotonic() + 5
             while not chat_requests(upstream) and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert chat_requests(upstream), "the request should have left before the last write"
             raise DatabaseError("disk I/O error")
-        return original(rows, fields)
+        return original(rows, fields, **kwargs)
 
-    monkeypatch.setattr(turns, "_update_rows", update_rows)
+    monkeypatch.setattr(turns, "update_rows", update_rows)
     upstream.enqueue(Reply(text="Nobody should ever see this.", ttft=0.0, token_delay=0.05))
     communicator = await open_socket(alice)
     await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})

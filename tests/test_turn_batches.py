@@ -108,7 +108,7 @@ def test_a_batch_reads_the_shared_rows_once(django_user_model, sim_model):
 
 
 def test_a_batch_saves_each_conversations_new_state(keys, alice, charlie, sim_model, gpt4):
-    """The batch's one UPDATE of the conversations (turns._update_rows) leaves each row as a turn on its own
+    """The batch's one UPDATE of the conversations (services/row_updates.update_rows) leaves each row as a turn on its own
     would: pointing at its new answer, on the model asked for, with its settings, bumped in the sidebar."""
     alice_key, charlie_key = keys
     mine = do_send_turn(alice, conversation_id=None, text="First").conversation
