@@ -166,3 +166,34 @@ async def test_a_closed_socket_leaves_nothing_in_the_channel_layer(upstream, sim
     assert new == set()
     members = {channel for group in layer.groups.values() for channel in group}
     assert not {c for c in members - before if channel_groups.REVOCATIONS_CHANNEL_PREFIX not in c}
+
+
+async def test_the_request_does_not_wait_for_the_stop_subscription_but_the_ack_does(
+    upstream, sim_model, alice, monkeypatch
+):
+    """The answer's request leaves before it has subscribed to its control group (Redis round trips), and the
+    acknowledgement that tells the client the answer's id waits for that subscription: a Stop sent the moment
+    the ack arrives stops the answer."""
+    from conversations.engine.generation import Generation
+
+    original = Generation._start_listening
+    seen: dict = {}
+
+    async def slow_subscription(self):
+        await asyncio.sleep(0.3)
+        seen["request_before_subscribed"] = bool(chat_requests(upstream))
+        return await original(self)
+
+    monkeypatch.setattr(Generation, "_start_listening", slow_subscription)
+    upstream.enqueue(Reply(text=" ".join(f"w{i}" for i in range(400)), ttft=0.0, token_delay=0.01))
+    communicator = await open_socket(alice)
+    await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
+    ack = await communicator.receive_json_from(timeout=5)
+    assert ack["type"] == "ack"
+    answer_id = ack["assistant_message"]["id"]
+    await communicator.send_json_to({"type": "stop", "message": answer_id, "ref": "s1"})
+    frames = await frames_until(communicator, lambda f: f["type"] == "end")
+    await communicator.disconnect()
+    assert seen["request_before_subscribed"] is True
+    assert frames[-1]["message"]["status"] == "cancelled"
+    assert (await Message.objects.aget(public_id=answer_id)).status == Message.Status.CANCELLED

@@ -48,6 +48,8 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
         conversation_id = ack["conversation"]["id"]
         # Join before the answer's frames are let go, so its first frame reaches this socket.
         await socket.join(conversation_id)
+        if answer is not None:  # a Stop for it, once the client knows its id, must reach it from anywhere
+            await answer.subscribed()
         socket.expect(ack["assistant_message"]["id"])
         await socket.reply(frames.ack(command.ref, command.type, **ack))
         # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).

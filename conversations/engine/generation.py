@@ -153,6 +153,7 @@ class Generation:
         # Set while the turn's transaction may still roll back (start_held): no frame and no save before it
         # is done; cancelled by abandon().
         self.gate: asyncio.Future[None] | None = None
+        self.listening: asyncio.Future[None] = self.loop.create_future()  # subscribed to its control group
 
     # --- the turn's commit ------------------------------------------------------------------------------
 
@@ -169,6 +170,11 @@ class Generation:
         self.gate.cancel()
         if self.task is not None:
             self.task.cancel()
+
+    async def subscribed(self) -> None:
+        """Until the answer listens for Stop and sync requests from any process (or has ended without)."""
+        if not self.listening.done() and self.task is not None and not self.task.done():
+            await asyncio.wait({self.listening, self.task}, return_when=asyncio.FIRST_COMPLETED)
 
     @property
     def admitted(self) -> bool:
@@ -333,14 +339,25 @@ class Generation:
 
     async def run(self) -> None:
         if registry.draining():  # SIGTERM arrived: start nothing new in a process about to exit
+            self.listening.set_result(None)  # nothing to stop: its acknowledgement need not wait
             await self._admitted()
             failed = await on_saves_thread(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
             await self._end(failed)
             return
         started = time.monotonic()
-        listener = await self._start_listening()
+        # The request leaves first. Subscribing to the control group takes Redis round trips (engine/layers.py),
+        # and a burst of turns queued them ahead of every request; the provider's first token is 200 ms or
+        # more away anyway. No Stop can come before the subscription: the acknowledgement that gives the
+        # client the answer's id waits for it (`subscribed`, commands.start_turn).
+        self.reader = asyncio.create_task(self._read())
         try:
-            self.reader = asyncio.create_task(self._read())
+            listener = await self._start_listening()
+        except BaseException:
+            self.reader.cancel()  # closes the provider's connection
+            await asyncio.gather(self.reader, return_exceptions=True)
+            raise
+        self.listening.set_result(None)
+        try:
             if self.stop_requested or self.shutdown_requested:  # arrived while we subscribed
                 self.reader.cancel()
             try:
