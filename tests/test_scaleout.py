@@ -497,3 +497,35 @@ async def test_pubsub_a_lost_hello_is_made_up_for_within_the_recheck_interval(pr
         got.append((await asyncio.wait_for(b.receive(on_b), 5))["n"])
     assert got[0] <= 30, "the group stayed unshared past the recheck interval"
     assert got == list(range(got[0], 60)), "once shared, every message reaches the other process"
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_a_private_group_is_joined_without_a_hello_and_still_hears_other_processes(
+    processes, monkeypatch
+):
+    """An answer's control group (group_add(..., private=True)): only its generation joins it, so joining
+    publishes nothing (no hello to wait for); a Stop or sync another process sends to it still arrives, and
+    its own process's messages to it stay out of Redis."""
+    import asyncio
+
+    from conversations.engine import layers
+
+    published = []
+    publish = layers._PubSubShard.publish
+
+    async def recording(self, channel, message, group=None):
+        published.append(channel)
+        return await publish(self, channel, message, group)
+
+    monkeypatch.setattr(layers._PubSubShard, "publish", recording)
+    generator, other = processes(2)
+    control = await generator.new_channel()
+    await generator.group_add("gen.m1", control, private=True)
+    assert published == []
+    await other.group_send("gen.m1", {"type": "gen.stop"})
+    assert (await asyncio.wait_for(generator.receive(control), 2))["type"] == "gen.stop"
+    published.clear()
+    await generator.group_send("gen.m1", {"type": "gen.sync"})
+    assert (await asyncio.wait_for(generator.receive(control), 2))["type"] == "gen.sync"
+    assert published == []

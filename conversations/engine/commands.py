@@ -8,6 +8,7 @@ Refusals are ServiceErrors raised by the services; the consumer turns them into 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
@@ -46,10 +47,11 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
         socket.user = started.user
         ack = started.ack
         conversation_id = ack["conversation"]["id"]
-        # Join before the answer's frames are let go, so its first frame reaches this socket.
-        await socket.join(conversation_id)
-        if answer is not None:  # a Stop for it, once the client knows its id, must reach it from anywhere
-            await answer.subscribed()
+        # Join before the answer's frames are let go, so its first frame reaches this socket; and (at the
+        # same time: with Redis both are round trips) acknowledge only once the answer listens for Stop, which
+        # the client may send as soon as it knows the answer's id, from any process.
+        joined = socket.join(conversation_id)
+        await (joined if answer is None else asyncio.gather(joined, answer.subscribed()))
         socket.expect(ack["assistant_message"]["id"])
         await socket.reply(frames.ack(command.ref, command.type, **ack))
         # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).

@@ -292,7 +292,11 @@ class Generation:
     async def _start_listening(self) -> asyncio.Task:
         """Subscribe to stop and sync requests (before anything slow, so an early Stop is not lost)."""
         self.control_channel = await self.layer.new_channel()
-        await self.layer.group_add(channel_groups.generation_group(self.message_id), self.control_channel)
+        # Private: other sockets and processes send to it but never join it, so joining needs no handshake
+        # with the other processes (engine/layers.py), only the subscription.
+        await self.layer.group_add(
+            channel_groups.generation_group(self.message_id), self.control_channel, private=True
+        )
         return asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:

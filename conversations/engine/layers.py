@@ -45,6 +45,10 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         self._next_clean = now + self.CLEAN_INTERVAL
         super()._clean_expired()
 
+    async def group_add(self, group: str, channel: str, *, private: bool = False) -> None:
+        """As channels'; `private` is for the Redis layer's sake (RedisPubSubChannelLayer.group_add)."""
+        await super().group_add(group, channel)
+
     async def send(self, channel: str, message: dict) -> None:
         queue = self.channels.get(channel)
         if queue is None:  # the first message to this channel: channels' own checks, and its queue
@@ -241,8 +245,14 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
 
     # Joining a group: other processes must know before group_add returns.
 
-    async def group_add(self, group, channel) -> None:
+    async def group_add(self, group, channel, *, private: bool = False) -> None:
+        """`private`: a group only the caller ever joins (an answer's control group: others only send to it).
+        No other process can have it to itself, so there is nobody to say hello to: subscribed, it is local."""
         group_channel = self._get_group_channel_name(group)
+        if private:
+            await super().group_add(group, channel)
+            self._make_local(group_channel)
+            return
         announcing = self._announcing.get(group_channel)
         first = announcing is None and not self.groups.get(group_channel)
         if first:  # this process's first member: later joiners here wait for the same handshake
