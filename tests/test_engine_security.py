@@ -147,3 +147,34 @@ def test_a_deeply_nested_frame_is_a_bad_json_error_not_a_crash():
         with pytest.raises(ProtocolError) as excinfo:
             parse_frame(raw, None)
         assert excinfo.value.code == "bad_json"
+
+
+def test_frames_encode_as_django_did_and_what_the_fast_encoder_refuses_still_goes_out():
+    """engine/consumer.encode_frame: orjson, with dates, decimals and lazy strings through Django's encoder
+    (the same text as before), and Django's encoder whole for what orjson refuses."""
+    import datetime as dt
+    import json
+    import uuid
+    from decimal import Decimal
+
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.utils.translation import gettext_lazy
+
+    from conversations.engine.consumer import encode_frame
+
+    frame = {
+        "type": "end",
+        "message": {
+            "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+            "created_at": dt.datetime(2026, 12, 3, 21, 0, 1, 123456, tzinfo=dt.UTC),
+            "cost": Decimal("0.000125"),
+            "label": gettext_lazy("Cancel"),
+            "text": "naïve 😀 <b>",
+            "tokens": [1, 2.5, None, True],
+        },
+    }
+    assert json.loads(encode_frame(frame)) == json.loads(DjangoJSONEncoder().encode(frame))
+    assert '"created_at":"2026-12-03T21:00:01.123Z"' in encode_frame(frame)
+    for awkward in ("half an emoji \ud83d", 2**70):  # a lone surrogate from a cut stream; a huge integer
+        text = encode_frame({"type": "delta", "text": awkward})
+        assert json.loads(text) == {"type": "delta", "text": awkward}
