@@ -36,6 +36,7 @@ def _loads(data: str) -> Any:
     except orjson.JSONDecodeError:
         return json.loads(data)
 
+
 _BOM = b"\xef\xbb\xbf"
 _LF = 10
 _CR = 13

@@ -2,7 +2,8 @@
 
 One entry point, `search(user, query)`, and one backend per database: SQLite uses the FTS5 table
 `conversations_message_fts` (bm25 rank, snippet()), PostgreSQL the generated `search_vector` column with its
-GIN index (ts_rank, ts_headline); both are created by migration 0005. Only the user's own, non-deleted
+GIN index (ts_rank, ts_headline); both are created by migration 0005, and since 0015 hold settled messages
+only (an answer still being written is found once it ends: its checkpoints no longer re-index it). Only the user's own, non-deleted
 conversations are searched. On SQLite a word found in more than RANK_WINDOW of a user's messages is ranked
 among the newest RANK_WINDOW of them, which keeps a search of 200,000 messages well under 100 ms. Snippets are safe HTML: the text is escaped piece by piece here and the only tags
 are the <mark> elements built around the matches, whatever the message contains.
