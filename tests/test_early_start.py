@@ -172,8 +172,9 @@ async def test_the_request_does_not_wait_for_the_stop_subscription_but_the_ack_d
     upstream, sim_model, alice, monkeypatch
 ):
     """The answer's request leaves before it has subscribed to its control group (Redis round trips), and the
-    acknowledgement that tells the client the answer's id waits for that subscription: a Stop sent the moment
-    the ack arrives stops the answer."""
+    acknowledgement that tells the client the answer's id waits for that subscription: a Stop sent through the
+    channel layer (as a socket on another process sends it) the moment the ack arrives stops the answer."""
+    from conversations.engine import notify
     from conversations.engine.generation import Generation
 
     original = Generation._start_listening
@@ -191,9 +192,38 @@ async def test_the_request_does_not_wait_for_the_stop_subscription_but_the_ack_d
     ack = await communicator.receive_json_from(timeout=5)
     assert ack["type"] == "ack"
     answer_id = ack["assistant_message"]["id"]
-    await communicator.send_json_to({"type": "stop", "message": answer_id, "ref": "s1"})
+    await notify.stop_generation(answer_id)
     frames = await frames_until(communicator, lambda f: f["type"] == "end")
     await communicator.disconnect()
     assert seen["request_before_subscribed"] is True
     assert frames[-1]["message"]["status"] == "cancelled"
     assert (await Message.objects.aget(public_id=answer_id)).status == Message.Status.CANCELLED
+
+
+async def test_a_stop_from_the_answers_own_process_goes_straight_to_it(
+    upstream, sim_model, alice, monkeypatch
+):
+    """commands.stop: an answer running in the asking socket's process is stopped directly, not through the
+    channel layer (nor its subscription)."""
+    from conversations.engine import notify
+
+    through_layer = []
+
+    async def recording(message_id):
+        through_layer.append(message_id)
+
+    monkeypatch.setattr(notify, "stop_generation", recording)
+    upstream.enqueue(Reply(text=" ".join(f"w{i}" for i in range(400)), ttft=0.0, token_delay=0.01))
+    communicator = await open_socket(alice)
+    await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
+    answer_id = (await frames_until(communicator, lambda f: f["type"] == "ack"))[-1]["assistant_message"][
+        "id"
+    ]
+    await frames_until(communicator, lambda f: f["type"] == "delta")
+    await communicator.send_json_to({"type": "stop", "message": answer_id, "ref": "s1"})
+    frames = await frames_until(communicator, lambda f: f["type"] == "end")
+    await communicator.disconnect()
+    assert [f["ref"] for f in frames if f["type"] == "ack"] == ["s1"]
+    assert frames[-1]["message"]["status"] == "cancelled"
+    assert through_layer == []
+    await sync_to_async(upstream.wait_for_disconnect)(timeout=5)

@@ -292,6 +292,22 @@ async def processes():
         await layer.flush()
 
 
+@pytest.fixture
+def published(monkeypatch) -> list[str]:
+    """The Redis channels every pub/sub layer publishes to, in order, from now on."""
+    from conversations.engine import layers
+
+    channels: list[str] = []
+    publish = layers._PubSubShard.publish
+
+    async def recording(self, channel, message, group=None):
+        channels.append(channel)
+        return await publish(self, channel, message, group)
+
+    monkeypatch.setattr(layers._PubSubShard, "publish", recording)
+    return channels
+
+
 @needs_redis
 @pytest.mark.backends
 async def test_pubsub_a_group_add_is_in_effect_when_it_returns_and_one_senders_order_holds(processes):
@@ -387,21 +403,11 @@ async def test_pubsub_sites_on_other_redis_databases_do_not_share_groups(process
 
 @needs_redis
 @pytest.mark.backends
-async def test_pubsub_messages_for_this_process_alone_never_go_through_redis(processes, monkeypatch):
+async def test_pubsub_messages_for_this_process_alone_never_go_through_redis(processes, published):
     """engine/layers.py: a group whose members are all in this process, and a channel of this process, get
     their messages straight onto their queues: no PUBLISH, no round trip, nothing for Redis to hand back."""
     import asyncio
 
-    from conversations.engine import layers
-
-    published = []
-    publish = layers._PubSubShard.publish
-
-    async def recording(self, channel, message, group=None):
-        published.append(channel)
-        return await publish(self, channel, message, group)
-
-    monkeypatch.setattr(layers._PubSubShard, "publish", recording)
     (layer,) = processes(1)
     first, second = await layer.new_channel(), await layer.new_channel()
     await layer.group_add("conversation.local", first)
@@ -502,23 +508,13 @@ async def test_pubsub_a_lost_hello_is_made_up_for_within_the_recheck_interval(pr
 @needs_redis
 @pytest.mark.backends
 async def test_pubsub_a_private_group_is_joined_without_a_hello_and_still_hears_other_processes(
-    processes, monkeypatch
+    processes, published
 ):
     """An answer's control group (group_add(..., private=True)): only its generation joins it, so joining
     publishes nothing (no hello to wait for); a Stop or sync another process sends to it still arrives, and
     its own process's messages to it stay out of Redis."""
     import asyncio
 
-    from conversations.engine import layers
-
-    published = []
-    publish = layers._PubSubShard.publish
-
-    async def recording(self, channel, message, group=None):
-        published.append(channel)
-        return await publish(self, channel, message, group)
-
-    monkeypatch.setattr(layers._PubSubShard, "publish", recording)
     generator, other = processes(2)
     control = await generator.new_channel()
     await generator.group_add("gen.m1", control, private=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from conversations import metrics
-from conversations.engine import admission, frames, notify, sweeper
+from conversations.engine import admission, frames, notify, registry, sweeper
 from conversations.engine.protocol import Command
 from conversations.services import access, transcript, turns
 
@@ -79,8 +79,12 @@ async def select_branch(socket: ChatConsumer, command: Command) -> None:
 
 async def stop(socket: ChatConsumer, command: Command) -> None:
     message_id = command.data["message"]
-    await database_sync_to_async(access.get_message_for_user)(socket.user, message_id)
-    await notify.stop_generation(message_id)
+    message = await database_sync_to_async(access.get_message_for_user)(socket.user, message_id)
+    running_here = registry.RUNNING.get(message.pk)
+    if running_here is not None:  # the usual case: straight to it, not through the channel layer
+        running_here.request_stop()
+    else:
+        await notify.stop_generation(message_id)
     await socket.reply(frames.ack(command.ref, "stop", message=message_id))
 
 

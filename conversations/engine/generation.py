@@ -307,9 +307,7 @@ class Generation:
             if kind == "gen.done":
                 return
             if kind == "gen.stop":
-                self.stop_requested = True
-                if self.reader is not None:
-                    self.reader.cancel()
+                self.request_stop()
             elif kind == "gen.sync" and isinstance(message.get("reply_to"), str):
                 try:
                     await self._answer_sync(message["reply_to"], int(message.get("offset") or 0))
@@ -332,6 +330,16 @@ class Generation:
         if discard_channel is not None:
             with contextlib.suppress(Exception):
                 await discard_channel(self.control_channel)
+
+    def request_stop(self) -> None:
+        """Stop reading: the answer ends `cancelled`, its text kept. From a `gen.stop` (any process), or from
+        commands.stop directly when the answer runs in the asking socket's process. Once: a second cancel
+        would interrupt the first one's clean-up, which closes the provider's connection."""
+        if self.stop_requested:
+            return
+        self.stop_requested = True
+        if self.reader is not None:
+            self.reader.cancel()
 
     def interrupt(self) -> None:
         """The process is shutting down: stop reading and save the answer as interrupted, text kept."""
