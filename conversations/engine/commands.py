@@ -55,7 +55,9 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
         socket.expect(ack["assistant_message"]["id"])
         await socket.reply(frames.ack(command.ref, command.type, **ack))
         # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
-        await notify.to_conversation(conversation_id, frames.turn(ack))
+        # A conversation this turn created has no other tab yet: one that opens it reads the messages.
+        if not ack["created"]:
+            await notify.to_conversation(conversation_id, frames.turn(ack))
         if started.failed_answer is not None:
             await notify.to_conversation(conversation_id, frames.end(conversation_id, started.failed_answer))
     finally:
