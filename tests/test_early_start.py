@@ -94,6 +94,51 @@ async def test_the_request_leaves_before_the_commit_and_the_ack_comes_first(
     assert saved.status == Message.Status.COMPLETE and saved.content == text
 
 
+async def test_a_sends_request_leaves_before_its_rows_are_written(upstream, sim_model, alice, monkeypatch):
+    """A send's prompt is known once the turn is checked: the request does not wait for the inserts. The
+    provider has it before the first row of the turn is written, and the answer still runs and is saved under
+    its row, with the question, the branch and the context-trimmed flag the answer was prepared with."""
+    from django.db.models import QuerySet
+
+    from tests.test_turns import make_history
+
+    sim_model.context_window, sim_model.max_output_tokens = 1_000, 400
+    await sim_model.asave()
+    conversation = await sync_to_async(make_history)(alice, sim_model, pairs=6)
+    seen: dict = {}
+    original = QuerySet.bulk_create
+
+    def bulk_create(self, objs, *args, **kwargs):
+        if "first_insert" not in seen:
+            deadline = time.monotonic() + 5
+            while not chat_requests(upstream) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen["first_insert"] = bool(chat_requests(upstream))
+            seen["model"] = self.model
+        return original(self, objs, *args, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "bulk_create", bulk_create)
+    upstream.enqueue(Reply(text="Prepared before it was written.", ttft=0.0))
+    communicator = await open_socket(alice)
+    turn = {"type": "send", "conversation": str(conversation.public_id), "text": "the newest question"}
+    await communicator.send_json_to({**turn, "ref": "r1"})
+    frames = await frames_until(communicator, lambda f: f["type"] == "end")
+    await communicator.disconnect()
+
+    assert seen == {"first_insert": True, "model": Message}  # the question's INSERT waited for nothing
+    ack = next(f for f in frames if f["type"] == "ack")
+    answer = await Message.objects.select_related("parent").aget(public_id=ack["assistant_message"]["id"])
+    assert answer.status == Message.Status.COMPLETE and answer.content == "Prepared before it was written."
+    assert answer.context_trimmed  # decided before the row existed, inserted with it
+    assert (
+        answer.parent.content == "the newest question"
+        and answer.parent.parent_id == conversation.current_leaf_id
+    )
+    sent = chat_requests(upstream)[0].json["messages"]
+    assert sent[0]["content"] == "Be brief." and sent[-1]["content"] == "the newest question"
+    assert any(f["type"] == "end" and f["message"]["id"] == str(answer.public_id) for f in frames)
+
+
 async def test_a_batch_that_fails_to_commit_abandons_the_answer_it_started(
     upstream, sim_model, alice, commit_watch
 ):

@@ -9,11 +9,11 @@ reads the shared rows once (bench/README.md, "Load"). A lone turn is a batch of 
 
 Each turn's outcome reaches its command as its own: a refusal (a ServiceError) refuses that turn alone.
 
-A batch is one transaction, and a turn's request does not wait for it: as soon as a turn is saved (in its
-savepoint) and its request prepared, its generation starts from the database thread's hand-off, held
-(engine/generation.start_held): the provider starts thinking while the rest of the batch is written, and
-the answer's frames and saves wait until the batch has committed and the command has sent its
-acknowledgement. A batch that fails abandons the answers it started; nothing of them reaches anyone.
+A turn's request does not wait for the batch's writes: as soon as a send is checked and its request prepared
+from the rows in memory (a regenerate or an edit: once written in its savepoint), its generation starts from
+the database thread's hand-off, held (engine/generation.start_held): the provider starts thinking while the
+batch is written, and the answer's frames and saves wait until the batch has committed and the command has
+sent its acknowledgement. A batch that fails abandons the answers it started; nothing of them reaches anyone.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from conversations import metrics
 from conversations.engine import generation, registry
+from conversations.services.context import Prepared
 from conversations.services.turns import StartedTurn, TurnBatch, TurnRequest
 
 logger = logging.getLogger(__name__)
@@ -94,32 +95,44 @@ def _start_batch(
     """On the turns' database thread: save every turn of the batch, starting each one's answer (held) as soon
     as it is saved, then hand each its outcome once the batch's transaction has committed."""
 
-    def on_started(index: int, started: StartedTurn) -> None:
-        loop.call_soon_threadsafe(_start_early, batch[index], started, context=context)
+    def on_started(ready: list[tuple[int, Prepared]]) -> None:
+        # One hop to the loop for all of them: each call_soon_threadsafe writes to the loop's wake-up pipe.
+        if ready:
+            loop.call_soon_threadsafe(_start_early, [(batch[i], p) for i, p in ready], context=context)
 
     with TurnBatch([w.request for w in batch]) as turns:
         outcomes = turns.start_all(on_started)
-    for waiting, outcome in zip(batch, outcomes, strict=True):
-        # After the commit; the loop runs these after the _start_early calls (one thread, one queue).
-        loop.call_soon_threadsafe(_settle, waiting, outcome)
+    # After the commit, in one hop; the loop runs it after the _start_early calls (one thread, one queue).
+    loop.call_soon_threadsafe(_settle_all, list(zip(batch, outcomes, strict=True)))
 
 
-def _start_early(waiting: _Waiting, started: StartedTurn) -> None:
-    waiting.generation = generation.start_held(
-        started.prepared, waiting.received_at, session_key=waiting.request.session_key
-    )
+def _settle_all(settled: list[tuple[_Waiting, StartedTurn | Exception]]) -> None:
+    for waiting, outcome in settled:
+        _settle(waiting, outcome)
+
+
+def _start_early(ready: list[tuple[_Waiting, Prepared]]) -> None:
+    for waiting, prepared in ready:
+        waiting.generation = generation.start_held(
+            prepared, waiting.received_at, session_key=waiting.request.session_key
+        )
 
 
 def _settle(waiting: _Waiting, outcome: StartedTurn | Exception) -> None:
     if waiting.future.done():  # the command was cancelled (its socket closed) while the turn was saved
-        if waiting.generation is not None:
+        if waiting.generation is not None and not isinstance(outcome, Exception):
+            waiting.generation.register()
             waiting.generation.release()  # the answer goes on for the conversation's other tabs and reloads
+        elif waiting.generation is not None:
+            waiting.generation.abandon()
         return
     if isinstance(outcome, Exception):
         if waiting.generation is not None:  # started, then its writes failed: rolled back
             waiting.generation.abandon()
         waiting.future.set_exception(outcome)
     else:
+        if waiting.generation is not None:  # its answer's row exists now: running, by that row's pk
+            waiting.generation.register()
         waiting.future.set_result(outcome)
 
 

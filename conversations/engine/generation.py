@@ -113,10 +113,10 @@ def start_held(
     generation.session_key = session_key
     if held:
         generation.gate = generation.loop.create_future()
-    task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_pk}")
+    task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_id}")
     generation.task = task
-    registry.RUNNING[prepared.message_pk] = generation
-    task.add_done_callback(lambda _t: registry.RUNNING.pop(prepared.message_pk, None))
+    if prepared.message_pk is not None:  # else its turn's batch has not inserted it yet: register() then
+        generation.register()
     metrics.stream_started()
     task.add_done_callback(metrics.stream_ended)
     return generation
@@ -125,7 +125,6 @@ def start_held(
 class Generation:
     def __init__(self, prepared: Prepared) -> None:
         self.prepared = prepared
-        self.message_pk = prepared.message_pk
         self.message_id = prepared.message_id
         self.conversation_id = prepared.conversation_id
         self.task: asyncio.Task | None = None
@@ -156,6 +155,20 @@ class Generation:
         self.listening: asyncio.Future[None] = self.loop.create_future()  # subscribed to its control group
 
     # --- the turn's commit ------------------------------------------------------------------------------
+
+    @property
+    def message_pk(self) -> int | None:
+        """The answer's row; None until its turn's batch has inserted it (a send's request leaves first)."""
+        return self.prepared.message_pk
+
+    def register(self) -> None:
+        """Running in this process, by its row's pk (registry.RUNNING: checkpoints, Stop, the sweep, drain),
+        until its task ends. Once its row exists; not if it ended already."""
+        pk, task = self.message_pk, self.task
+        if pk is None or task is None or task.done() or registry.RUNNING.get(pk) is self:
+            return
+        registry.RUNNING[pk] = self
+        task.add_done_callback(lambda _t: registry.RUNNING.pop(pk, None))
 
     def release(self) -> None:
         """The turn is committed and acknowledged: frames and saves may go."""

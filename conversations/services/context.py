@@ -125,11 +125,13 @@ def build_request(
 
 @dataclass
 class Prepared:
-    """Everything an answer needs once its request has left: read in the same database call as the turn."""
+    """Everything an answer needs once its request has left: read in the same database call as the turn.
+
+    A send's answer is prepared before its rows are written (`prepare_send`): `message` and `conversation`
+    get their pks when the turn's batch inserts them, before the answer is let go."""
 
     message_id: str
     conversation_id: str
-    conversation_pk: int
     owner_id: int
     request: ChatRequest
     routes: list[Route]
@@ -138,10 +140,15 @@ class Prepared:
     needs_title: bool
     message: Message  # as loaded here, parent included: the final save updates it without reading it again
     chat_model: ChatModel
+    conversation: Conversation
 
     @property
     def message_pk(self) -> int:
         return self.message.pk
+
+    @property
+    def conversation_pk(self) -> int:
+        return self.conversation.pk
 
 
 def prepare(
@@ -156,12 +163,42 @@ def prepare(
     passes what it read for every turn: the model `choices` and the conversation's `history` (with the new
     message); else they are read here."""
     history = history if history is not None else history_of(conversation)
-    path = history.branch_to(message.parent_id)
+    return _prepare(
+        message, conversation, owner, choices, history.branch_to(message.parent_id), history.images
+    )
+
+
+def prepare_send(
+    answer: Message,
+    question: Message,
+    conversation: Conversation,
+    owner,
+    choices: ModelChoices | None,
+    history: History | None,
+    images: list[Attachment],
+) -> Prepared:
+    """`prepare` for a send whose rows are not written yet (services/turns.TurnBatch: its request leaves
+    before the writes): the branch is the conversation's current one (`history`, None for a new
+    conversation) plus the unsaved `question`, whose images are `images`."""
+    earlier = history.branch_to(question.parent_id) if history is not None else []
+    # The unsaved question has no pk yet: its images go under None, which no saved message has.
+    images_of = {**(history.images if history is not None else {}), None: images}
+    return _prepare(answer, conversation, owner, choices, [*earlier, question], images_of)
+
+
+def _prepare(
+    message: Message,
+    conversation: Conversation,
+    owner,
+    choices: ModelChoices | None,
+    path: list[Message],
+    images_of: Mapping[int | None, list[Attachment]],
+) -> Prepared:
     chat_model = message.model
     if chat_model is None:
         raise llm_errors.NoRouteAvailable("the answer's model was deleted")
     prepared_context = build_request(
-        conversation, path, chat_model, history.images, custom_instructions.system_text(owner)
+        conversation, path, chat_model, images_of, custom_instructions.system_text(owner)
     )
     # The owner's own key, if they brought one.
     routes = routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk, choices=choices)
@@ -169,12 +206,12 @@ def prepare(
         # An admin pinned this chat to one provider's copy: no fallback to another provider.
         routes = [route for route in routes if route.chat_model_id == chat_model.pk]
     if prepared_context.trimmed:
-        Message.objects.filter(pk=message.pk).update(context_trimmed=True)
+        if message.pk is not None:  # saved already; an unsaved answer is inserted with the flag
+            Message.objects.filter(pk=message.pk).update(context_trimmed=True)
         message.context_trimmed = True
     return Prepared(
         message_id=str(message.public_id),
         conversation_id=str(conversation.public_id),
-        conversation_pk=conversation.pk,
         owner_id=conversation.owner_id,
         request=prepared_context.request,
         routes=routes,
@@ -183,4 +220,5 @@ def prepare(
         needs_title=not conversation.title or conversation.title_provisional,
         message=message,
         chat_model=chat_model,
+        conversation=conversation,
     )

@@ -455,9 +455,9 @@ class TurnBatch:
     the rate limit, the budget) and its rows built in memory; the checked sends are written together: one
     INSERT for the new conversations, one for the questions, one for the answer placeholders, then one
     UPDATE for the conversations, so a burst of turns costs a handful of statements whatever its size
-    (bench/README.md, "Load"). As soon as the placeholders exist each turn's request is prepared and handed
-    to `on_started`, which starts the answer (engine/admission.py): the provider thinks while the rest is
-    written and committed. A refused turn writes nothing. Regenerates and edits (rarer) are written one at a
+    (bench/README.md, "Load"). Before those writes, each checked send's request is prepared from the rows in
+    memory (context.prepare_send) and handed to `on_started`, which starts the answer (engine/admission.py):
+    the provider thinks while the turns are written and committed. A refused turn writes nothing. Regenerates and edits (rarer) are written one at a
     time, each in its own savepoint. A user who sends twice in one batch has the first send written before
     the second is checked, so the rate limit and the budget see it.
 
@@ -500,8 +500,9 @@ class TurnBatch:
         self.running = limits.running_answers(self.sessions.user_ids())
 
     def start_all(self, on_started=None) -> list[StartedTurn | Exception]:
-        """Check, write and prepare every turn; `on_started(index, started)` is called for each as soon as
-        its answer's request is prepared (before the rest of the batch is written). Returns each turn's
+        """Check, prepare and write every turn; `on_started([(index, prepared), ...])` is called with the
+        answers' prepared requests as soon as they are known: a send's before its rows are written, a
+        regenerate's or an edit's once it is written (the batch's transaction not yet committed). Returns each turn's
         StartedTurn, or the exception that refused it (a ServiceError) or failed it."""
         outcomes: list[StartedTurn | Exception | None] = [None] * len(self.requests)
         planned: list[_PlannedSend] = []
@@ -521,7 +522,7 @@ class TurnBatch:
                         self._claimed.add(turn.conversation.pk)
                         outcomes[index] = started = self._started(user, turn, None)
                     if on_started is not None and started.prepared is not None:
-                        on_started(index, started)
+                        on_started([(index, started.prepared)])
                 self.running[user.pk] = running + 1
             except Exception as exc:  # that turn alone is refused (a ServiceError) or failed
                 outcomes[index] = exc
@@ -584,10 +585,20 @@ class TurnBatch:
         return _PlannedSend(index, user, turn, chat_model, history)
 
     def _write(self, planned: list[_PlannedSend], outcomes: list, on_started) -> None:
-        """Write checked sends together; each turn's outcome goes into `outcomes` (all fail together if the
-        writes do: the caller abandons the answers it started for them)."""
+        """Prepare checked sends, hand their requests to `on_started`, then write them together; each turn's
+        outcome goes into `outcomes` (all fail together if the writes do: the caller abandons the answers it
+        started for them)."""
         if not planned:
             return
+        # The requests first: a send's prompt and routes are known once it is planned, and its request need
+        # not wait for its rows (the provider thinks while they are written; the answer is let go only after
+        # the commit and the acknowledgement). At N=1 that is the writes' few milliseconds less before the
+        # request; under a burst, a batch's requests all leave before any of its inserts.
+        ready = [(p, self._prepare_send(p)) for p in planned]
+        if on_started is not None:
+            on_started(
+                [(p.index, prepared) for p, prepared in ready if isinstance(prepared, context.Prepared)]
+            )
         try:
             with transaction.atomic():
                 new = [p.turn.conversation for p in planned if p.turn.created_conversation]
@@ -601,13 +612,16 @@ class TurnBatch:
                     p.turn.assistant.parent = p.turn.user_message
                 Message.objects.bulk_create([p.turn.assistant for p in planned])
                 now = timezone.now()
-                for p in planned:
+                for p, prepared in ready:
                     conversation = p.turn.conversation
                     conversation.current_leaf = p.turn.assistant
                     conversation.updated_at = now  # bulk_update does not apply auto_now
-                    outcomes[p.index] = started = self._started(p.user, p.turn, p.history)
-                    if on_started is not None and started.prepared is not None:
-                        on_started(p.index, started)
+                    ack = turn_ack(p.turn, p.history)
+                    if isinstance(prepared, context.Prepared):
+                        outcomes[p.index] = StartedTurn(p.user, p.turn, ack, prepared)
+                    else:  # the turn is saved; its answer ends at once with the reason
+                        failed = answers.fail(p.turn.assistant.pk, answers.start_error(prepared))
+                        outcomes[p.index] = StartedTurn(p.user, p.turn, ack, None, failed)
                 claimed = []
                 for p in planned:  # in the order the user attached them
                     for position, attachment in enumerate(p.turn.attachments):
@@ -629,14 +643,26 @@ class TurnBatch:
             for p in planned:
                 outcomes[p.index] = exc
 
+    def _prepare_send(self, p: _PlannedSend) -> context.Prepared | Exception:
+        """The request of a planned send, before its rows exist; or why it could not be prepared (the turn
+        is still saved, its answer then ends at once with the reason)."""
+        try:
+            return context.prepare_send(
+                p.turn.assistant,
+                p.turn.user_message,
+                p.turn.conversation,
+                p.user,
+                self.choices,
+                p.history,
+                p.turn.attachments,
+            )
+        except Exception as exc:
+            logger.exception("the answer to a send could not be prepared")
+            return exc
+
     def _started(self, user, turn: TurnStarted, history: tree.History | None) -> StartedTurn:
-        """The acknowledgement and the answer's prepared request of a written turn (`history`: the
-        conversation's messages before it, for a send to an existing conversation)."""
+        """The acknowledgement and the answer's prepared request of a written regenerate or edit."""
         ack = turn_ack(turn, history)
-        if turn.created_conversation:
-            history = tree.History([], {})
-        if history is not None and turn.user_message is not None:
-            history = history.extended([turn.user_message], {turn.user_message.pk: turn.attachments})
         try:
             prepared = context.prepare(turn.assistant, turn.conversation, user, self.choices, history)
         except Exception as exc:  # the turn is saved; its answer ends at once with the reason
