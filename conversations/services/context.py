@@ -177,12 +177,12 @@ def prepare_send(
     history: History | None,
     images: list[Attachment],
 ) -> Prepared:
-    """`prepare` for a send whose rows are not written yet (services/turns.TurnBatch: its request leaves
-    before the writes): the branch is the conversation's current one (`history`, None for a new
-    conversation) plus the unsaved `question`, whose images are `images`."""
+    """`prepare` for a send, its rows written or not yet (services/turns.TurnBatch: with SQLite its request
+    leaves before the writes): the branch is the conversation's current one as read before the turn
+    (`history`, None for a new conversation) plus `question`, whose images are `images`."""
     earlier = history.branch_to(question.parent_id) if history is not None else []
-    # The unsaved question has no pk yet: its images go under None, which no saved message has.
-    images_of = {**(history.images if history is not None else {}), None: images}
+    # An unsaved question has no pk yet: its images then go under None, which no saved message has.
+    images_of = {**(history.images if history is not None else {}), question.pk: images}
     return _prepare(answer, conversation, owner, choices, [*earlier, question], images_of)
 
 

@@ -590,15 +590,14 @@ class TurnBatch:
         started for them)."""
         if not planned:
             return
-        # The requests first: a send's prompt and routes are known once it is planned, and its request need
-        # not wait for its rows (the provider thinks while they are written; the answer is let go only after
-        # the commit and the acknowledgement). At N=1 that is the writes' few milliseconds less before the
-        # request; under a burst, a batch's requests all leave before any of its inserts.
-        ready = [(p, self._prepare_send(p)) for p in planned]
-        if on_started is not None:
-            on_started(
-                [(p.index, prepared) for p, prepared in ready if isinstance(prepared, context.Prepared)]
-            )
+        # SQLite: the requests first. A send's prompt and routes are known once it is planned, and its request
+        # need not wait for its rows (the provider thinks while they are written; the answer is let go only
+        # after the commit and the acknowledgement): at N=1 the writes' few milliseconds less before the
+        # request. PostgreSQL: after the inserts, as before. There each statement is a round trip, after
+        # which this thread must win the GIL back from an event loop busy sending the batch's requests: the
+        # batch's transaction, which holds its users' locks, lasted longer and every acknowledgement waited
+        # (two processes, N=400: added TTFT p95 2.0 / 2.2 s -> 3.3 / 3.1 s; bench/README.md, "Session 9").
+        ready = None if self._transaction is not None else self._prepare_sends(planned, on_started)
         try:
             with transaction.atomic():
                 new = [p.turn.conversation for p in planned if p.turn.created_conversation]
@@ -611,6 +610,8 @@ class TurnBatch:
                     p.turn.assistant.conversation = p.turn.conversation
                     p.turn.assistant.parent = p.turn.user_message
                 Message.objects.bulk_create([p.turn.assistant for p in planned])
+                if ready is None:
+                    ready = self._prepare_sends(planned, on_started)
                 now = timezone.now()
                 for p, prepared in ready:
                     conversation = p.turn.conversation
@@ -643,9 +644,19 @@ class TurnBatch:
             for p in planned:
                 outcomes[p.index] = exc
 
+    def _prepare_sends(self, planned: list[_PlannedSend], on_started) -> list:
+        """Each planned send with its prepared request (or why it could not be prepared), the prepared ones
+        handed to `on_started`."""
+        ready = [(p, self._prepare_send(p)) for p in planned]
+        if on_started is not None:
+            on_started(
+                [(p.index, prepared) for p, prepared in ready if isinstance(prepared, context.Prepared)]
+            )
+        return ready
+
     def _prepare_send(self, p: _PlannedSend) -> context.Prepared | Exception:
-        """The request of a planned send, before its rows exist; or why it could not be prepared (the turn
-        is still saved, its answer then ends at once with the reason)."""
+        """The request of a planned send, its rows written or not yet; or why it could not be prepared (the
+        turn is still saved, its answer then ends at once with the reason)."""
         try:
             return context.prepare_send(
                 p.turn.assistant,
