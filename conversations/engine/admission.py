@@ -9,8 +9,9 @@ reads the shared rows once (bench/README.md, "Load"). A lone turn is a batch of 
 
 Each turn's outcome reaches its command as its own: a refusal (a ServiceError) refuses that turn alone.
 
-A turn's request does not wait for the batch's writes: as soon as a send is checked and its request prepared
-from the rows in memory (a regenerate or an edit: once written in its savepoint), its generation starts from
+A turn's request does not wait for the batch's commit: as soon as a send is checked and its request prepared
+from the rows in memory (with PostgreSQL once its rows are inserted; a regenerate or an edit: once written in
+its savepoint), its generation starts from
 the database thread's hand-off, held (engine/generation.start_held): the provider starts thinking while the
 batch is written, and the answer's frames and saves wait until the batch has committed and the command has
 sent its acknowledgement. A batch that fails abandons the answers it started; nothing of them reaches anyone.

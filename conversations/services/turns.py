@@ -455,9 +455,10 @@ class TurnBatch:
     the rate limit, the budget) and its rows built in memory; the checked sends are written together: one
     INSERT for the new conversations, one for the questions, one for the answer placeholders, then one
     UPDATE for the conversations, so a burst of turns costs a handful of statements whatever its size
-    (bench/README.md, "Load"). Before those writes, each checked send's request is prepared from the rows in
-    memory (context.prepare_send) and handed to `on_started`, which starts the answer (engine/admission.py):
-    the provider thinks while the turns are written and committed. A refused turn writes nothing. Regenerates and edits (rarer) are written one at a
+    (bench/README.md, "Load"). Each checked send's request is prepared from the rows in memory
+    (context.prepare_send) and handed to `on_started`, which starts the answer (engine/admission.py): with
+    SQLite before those writes, with PostgreSQL after the inserts (`_write` says why); either way the
+    provider thinks while the turns are written and committed. A refused turn writes nothing. Regenerates and edits (rarer) are written one at a
     time, each in its own savepoint. A user who sends twice in one batch has the first send written before
     the second is checked, so the rate limit and the budget see it.
 
