@@ -99,9 +99,12 @@ def test_an_admin_connects_the_simulator_and_a_user_chats_with_a_synced_model(
 def test_the_usage_dashboard_as_an_admin_sees_it(
     browser_orm, page, live_server_daphne, admin_user, alice, charlie
 ):
-    now = timezone.now()
+    now = timezone.localtime()
+    # Halfway between midnight and now, so each of the 30 days' answers falls on its own calendar day of the
+    # dashboard's 30-day window however soon after midnight the test runs.
+    today = now - (now - now.replace(hour=0, minute=0, second=0, microsecond=0)) / 2
     for day in range(30):
-        at = now - dt.timedelta(days=day, hours=1)
+        at = today - dt.timedelta(days=day)
         for user, model, provider, scale in (
             (alice, "gpt-4o", "OpenAI", 3),
             (charlie, "gpt-4o-mini", "OpenRouter", 1),

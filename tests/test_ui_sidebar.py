@@ -16,15 +16,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def many_chats(browser_orm, alice, charlie):
-    """60 chats of alice's, 1 to 60 hours old (more than one page), and one of charlie's."""
+    """60 chats of alice's, an hour apart (more than one page), the newest today, and one of charlie's."""
     from conversations.models import Conversation
 
-    now = timezone.now()
+    now = timezone.localtime()
+    # Halfway between midnight and now: still today however soon after midnight the test runs.
+    newest = now - (now - now.replace(hour=0, minute=0, second=0, microsecond=0)) / 2
     rows = Conversation.objects.bulk_create(
         [Conversation(owner=alice, title=f"Chat number {i}") for i in range(1, 61)]
     )
     for i, row in enumerate(rows, start=1):
-        Conversation.objects.filter(pk=row.pk).update(updated_at=now - dt.timedelta(hours=i))
+        Conversation.objects.filter(pk=row.pk).update(updated_at=newest - dt.timedelta(hours=i - 1))
     Conversation.objects.create(owner=charlie, title="Charlie's secret")
     return rows
 
