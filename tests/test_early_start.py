@@ -197,7 +197,7 @@ async def test_a_closed_socket_leaves_nothing_in_the_channel_layer(upstream, sim
     frames still streaming to it."""
     from channels.layers import get_channel_layer
 
-    from conversations.engine import channel_groups, registry
+    from conversations.engine import channel_groups, control, registry
 
     layer = get_channel_layer()
     upstream.enqueue(Reply(text=" ".join(f"w{i}" for i in range(300)), ttft=0.0, token_delay=0.002))
@@ -210,58 +210,59 @@ async def test_a_closed_socket_leaves_nothing_in_the_channel_layer(upstream, sim
     while registry.RUNNING and asyncio.get_running_loop().time() < deadline:  # the answer goes on, then ends
         await asyncio.sleep(0.05)
     assert not registry.RUNNING
-    # What is left is this loop's revocation listener (engine/revocation.py), which lives as the process does.
-    new = {c for c in set(layer.channels) - before if channel_groups.REVOCATIONS_CHANNEL_PREFIX not in c}
+    # What is left is this loop's listeners (engine/revocation.py and, with Redis, engine/control.py), which
+    # live as the process does.
+    listeners = (channel_groups.REVOCATIONS_CHANNEL_PREFIX, control.CONTROL_CHANNEL_PREFIX)
+    new = {c for c in set(layer.channels) - before if not any(p in c for p in listeners)}
     assert new == set()
     members = {channel for group in layer.groups.values() for channel in group}
-    assert not {c for c in members - before if channel_groups.REVOCATIONS_CHANNEL_PREFIX not in c}
+    assert not {c for c in members - before if not any(p in c for p in listeners)}
 
 
-async def test_the_request_does_not_wait_for_the_stop_subscription_but_the_ack_does(
-    upstream, sim_model, alice, monkeypatch
+async def test_a_stop_through_the_channel_layer_the_moment_the_ack_arrives_stops_the_answer(
+    upstream, sim_model, alice
 ):
-    """The answer's request leaves before it has subscribed to its control group (Redis round trips), and the
-    acknowledgement that tells the client the answer's id waits for that subscription: a Stop sent through the
-    channel layer (as a socket on another process sends it) the moment the ack arrives stops the answer."""
-    from conversations.engine import notify
-    from conversations.engine.generation import Generation
+    """What a socket in another process sends (engine/control.py): a `gen.stop` to the answer's control
+    group, at once after the acknowledgement that gave out the answer's id. With Redis the process's pattern
+    subscription hears it (the ack waited for that subscription); with the in-memory layer the group has no
+    listener, so this lane checks that such a request is dropped, not mistaken for another answer's."""
+    from channels.layers import get_channel_layer
 
-    original = Generation._start_listening
-    seen: dict = {}
+    from conversations.engine import channel_groups
 
-    async def slow_subscription(self):
-        await asyncio.sleep(0.3)
-        seen["request_before_subscribed"] = bool(chat_requests(upstream))
-        return await original(self)
-
-    monkeypatch.setattr(Generation, "_start_listening", slow_subscription)
     upstream.enqueue(Reply(text=" ".join(f"w{i}" for i in range(400)), ttft=0.0, token_delay=0.01))
     communicator = await open_socket(alice)
     await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
     ack = await communicator.receive_json_from(timeout=5)
     assert ack["type"] == "ack"
     answer_id = ack["assistant_message"]["id"]
-    await notify.stop_generation(answer_id)
-    frames = await frames_until(communicator, lambda f: f["type"] == "end")
+    layer = get_channel_layer()
+    stop = {"type": "gen.stop", "message": answer_id}
+    if settings.REDIS_URL:
+        await layer.group_send(channel_groups.generation_group(answer_id), stop)
+        frames = await frames_until(communicator, lambda f: f["type"] == "end")
+        assert frames[-1]["message"]["status"] == "cancelled"
+        assert (await Message.objects.aget(public_id=answer_id)).status == Message.Status.CANCELLED
+    else:
+        await layer.group_send(channel_groups.generation_group("another"), {**stop, "message": "another"})
+        frames = await frames_until(communicator, lambda f: f["type"] == "end")
+        assert frames[-1]["message"]["status"] == "complete"
     await communicator.disconnect()
-    assert seen["request_before_subscribed"] is True
-    assert frames[-1]["message"]["status"] == "cancelled"
-    assert (await Message.objects.aget(public_id=answer_id)).status == Message.Status.CANCELLED
 
 
 async def test_a_stop_from_the_answers_own_process_goes_straight_to_it(
     upstream, sim_model, alice, monkeypatch
 ):
     """commands.stop: an answer running in the asking socket's process is stopped directly, not through the
-    channel layer (nor its subscription)."""
+    channel layer (engine/control.py)."""
     from conversations.engine import notify
 
     through_layer = []
 
-    async def recording(message_id):
+    async def recording(message_id, message):
         through_layer.append(message_id)
 
-    monkeypatch.setattr(notify, "stop_generation", recording)
+    monkeypatch.setattr(notify, "to_generation", recording)
     upstream.enqueue(Reply(text=" ".join(f"w{i}" for i in range(400)), ttft=0.0, token_delay=0.01))
     communicator = await open_socket(alice)
     await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})

@@ -10,7 +10,7 @@ import time
 import pytest
 from django.conf import settings
 
-from conversations.engine import channel_groups
+from conversations.engine import channel_groups, control
 from conversations.models import Conversation, Message
 from conversations.testing.upstream import Reply
 from tests.conftest import session_cookie_for
@@ -108,13 +108,15 @@ def test_an_answer_running_on_one_worker_streams_to_a_socket_on_another(
     assert Message.objects.get(public_id=answer_id).content == ANSWER
 
     # Closed sockets and finished answers leave no subscription behind in Redis: not the groups, not the
-    # sockets' channels, not the generation's control channel. (Each process's revocation listener stays
-    # subscribed while the process lives: engine/revocation.py; so does the channel where its layer is told
-    # that other processes know it joined a group: engine/layers.py.)
+    # sockets' channels, and an answer never subscribed to anything of its own. (Each process's listeners stay
+    # subscribed while the process lives: revocations, engine/revocation.py; Stop and sync requests,
+    # engine/control.py, a channel plus one pattern; and the channel where its layer is told that other
+    # processes know it joined a group: engine/layers.py.)
     prefix = layer_prefix()
     listener = (  # each process's revocation listener: its group and its channel; its layer's own channel
         f"__group__{channel_groups.revocations_group()}".encode(),
         f".{channel_groups.REVOCATIONS_CHANNEL_PREFIX}".encode(),
+        f".{control.CONTROL_CHANNEL_PREFIX}".encode(),
         b".process.",
     )
     wait_until(
@@ -232,14 +234,14 @@ def test_a_killed_worker_leaves_its_answer_interrupted_at_the_last_checkpoint_fo
 @pytest.mark.backends  # no second process needed: runs in both lanes
 async def test_a_socket_that_misses_a_frame_asks_the_generator_for_the_rest_once(monkeypatch):
     from conversations.engine import consumer as consumers
-    from conversations.engine import notify
+    from conversations.engine import control
 
     asked = []
 
     async def ask_for_rest(message_id, reply_to, offset):
         asked.append((message_id, offset))
 
-    monkeypatch.setattr(notify, "ask_for_rest", ask_for_rest)
+    monkeypatch.setattr(control, "ask_for_rest", ask_for_rest)
     consumer = consumers.ChatConsumer()
     consumer.channel_name = "specific.test!socket"
     consumer.known, consumer.sync_asked = {"m1": 5}, {}
@@ -507,21 +509,27 @@ async def test_pubsub_a_lost_hello_is_made_up_for_within_the_recheck_interval(pr
 
 @needs_redis
 @pytest.mark.backends
-async def test_pubsub_a_private_group_is_joined_without_a_hello_and_still_hears_other_processes(
-    processes, published
+async def test_pubsub_one_pattern_listener_hears_every_process_for_groups_without_members(
+    processes, published, redis_client
 ):
-    """An answer's control group (group_add(..., private=True)): only its generation joins it, so joining
-    publishes nothing (no hello to wait for); a Stop or sync another process sends to it still arrives, and
-    its own process's messages to it stay out of Redis."""
+    """engine/control.py's listener: one PSUBSCRIBE per process covers every answer's control group. A
+    group_send to such a group is published once, and every listening process gets it, the sender included;
+    other groups don't match, and no per-group subscription is made."""
     import asyncio
 
-    generator, other = processes(2)
-    control = await generator.new_channel()
-    await generator.group_add("gen.m1", control, private=True)
-    assert published == []
-    await other.group_send("gen.m1", {"type": "gen.stop"})
-    assert (await asyncio.wait_for(generator.receive(control), 2))["type"] == "gen.stop"
-    published.clear()
-    await generator.group_send("gen.m1", {"type": "gen.sync"})
-    assert (await asyncio.wait_for(generator.receive(control), 2))["type"] == "gen.sync"
-    assert published == []
+    one, two = processes(2)
+    heard = {}
+    for name, layer in (("one", one), ("two", two)):
+        heard[name] = await layer.new_channel(prefix="control.")
+        await layer.listen_to_groups("gen.*", heard[name])
+    await two.group_send("gen.m1", {"type": "gen.stop", "message": "m1"})
+    await one.group_send("genx", {"type": "gen.stop", "message": "not a control group"})
+    await one.group_send("gen.m2", {"type": "gen.sync", "message": "m2", "reply_to": "x", "offset": 3})
+    for name in ("one", "two"):
+        layer = one if name == "one" else two
+        got = [await asyncio.wait_for(layer.receive(heard[name]), 2) for _ in range(2)]
+        assert [m["message"] for m in got] == ["m1", "m2"]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(heard[name]), 0.3)
+    assert published.count(one._get_group_channel_name("gen.m1")) == 1
+    assert not [c for c in redis_client.pubsub_channels() if b"gen." in c]

@@ -14,7 +14,7 @@ import logging
 
 from django.conf import settings
 
-from conversations.engine import checkpoints, revocation, shutdown, socket_caps, sweeper
+from conversations.engine import checkpoints, control, revocation, shutdown, socket_caps, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ _gc_tuned = False
 def start() -> bool:
     """Process start-up, once per event loop (one in production; tests run many): the graceful SIGTERM handler
     (in a running daphne), the periodic sweep, the checkpoints of running answers and the listener that stops
-    the answers of a user whose access ended, and (with Redis) the renewal of this process's counted sockets. The ASGI application calls it on its first connection
+    the answers of a user whose access ended, and (with Redis) the listener for Stop and sync requests from
+    other processes and the renewal of this process's counted sockets. The ASGI application calls it on its first connection
     (chatsite/asgi.py), when the loop is running. Returns whether it ran now."""
     loop = asyncio.get_running_loop()
     if loop in _started:
@@ -36,6 +37,7 @@ def start() -> bool:
     sweeper.start()
     checkpoints.start()
     revocation.start()
+    control.start()
     socket_caps.start()
     logger.info("engine started (graceful SIGTERM: %s)", "yes" if sigterm else "no, not a daphne process")
     return True

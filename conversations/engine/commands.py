@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from conversations import metrics
-from conversations.engine import admission, frames, notify, registry, sweeper
+from conversations.engine import admission, control, frames, notify, sweeper
 from conversations.engine.protocol import Command
 from conversations.services import access, transcript, turns
 
@@ -47,11 +47,11 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
         socket.user = started.user
         ack = started.ack
         conversation_id = ack["conversation"]["id"]
-        # Join before the answer's frames are let go, so its first frame reaches this socket; and (at the
-        # same time: with Redis both are round trips) acknowledge only once the answer listens for Stop, which
-        # the client may send as soon as it knows the answer's id, from any process.
+        # Join before the answer's frames are let go, so its first frame reaches this socket; and acknowledge
+        # only once Stop requests from any process reach this one (engine/control.py: once per process), since
+        # the client may send one from any tab as soon as it knows the answer's id.
         joined = socket.join(conversation_id)
-        await (joined if answer is None else asyncio.gather(joined, answer.subscribed()))
+        await (joined if answer is None else asyncio.gather(joined, control.ready()))
         socket.expect(ack["assistant_message"]["id"])
         await socket.reply(frames.ack(command.ref, command.type, **ack))
         # Other tabs with this conversation open learn about the new messages (the sender ignores known ids).
@@ -81,12 +81,8 @@ async def select_branch(socket: ChatConsumer, command: Command) -> None:
 
 async def stop(socket: ChatConsumer, command: Command) -> None:
     message_id = command.data["message"]
-    message = await database_sync_to_async(access.get_message_for_user)(socket.user, message_id)
-    running_here = registry.RUNNING.get(message.pk)
-    if running_here is not None:  # the usual case: straight to it, not through the channel layer
-        running_here.request_stop()
-    else:
-        await notify.stop_generation(message_id)
+    await database_sync_to_async(access.get_message_for_user)(socket.user, message_id)
+    await control.stop(message_id)  # straight to it when it runs in this process (the usual case)
     await socket.reply(frames.ack(command.ref, "stop", message=message_id))
 
 

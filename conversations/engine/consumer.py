@@ -22,7 +22,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError
 
 from conversations import metrics
-from conversations.engine import channel_groups, commands, frames, notify, socket_caps
+from conversations.engine import channel_groups, commands, control, frames, socket_caps
 from conversations.engine.dispatch import dispatch_forever
 from conversations.engine.protocol import ProtocolError, parse_frame
 from conversations.services import db_busy
@@ -171,7 +171,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _ask_for_rest(self, message_id: str, offset: int) -> None:
         self.sync_asked[message_id] = time.monotonic()
-        await notify.ask_for_rest(message_id, self.channel_name, offset)
+        await control.ask_for_rest(message_id, self.channel_name, offset)
 
     # --- frames from the channel layer -----------------------------------------------------------------
 

@@ -13,9 +13,9 @@ tab does not stop the answer. While it runs:
 - the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL with every other running answer's
   (engine/checkpoints.py), never per token, without holding up the frames; the final save runs on the
   answer-saves thread (engine/db_threads.py), never behind a burst of new turns;
-- it listens on its own control group (`gen.<message>`) for `stop` and `sync` requests from any socket in
-  any process. A `sync` is answered with the text the asker lacks, sent in order with the live frames, which
-  is what makes resume exact.
+- `stop` and `sync` requests from any socket in any process reach it through engine/control.py (one
+  listener per process, not one per answer). A `sync` is answered with the text the asker lacks, sent in
+  order with the live frames, which is what makes resume exact.
 
 Offsets count Unicode code points (Python `len`).
 """
@@ -23,7 +23,6 @@ Offsets count Unicode code points (Python `len`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -34,7 +33,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from conversations import metrics
-from conversations.engine import channel_groups, frames, notify, registry, titles
+from conversations.engine import control, frames, notify, registry, titles
 from conversations.engine.db_threads import on_saves_thread
 from conversations.llm import errors as llm_errors
 from conversations.llm.client import ClientConfig, open_stream
@@ -53,10 +52,6 @@ logger = logging.getLogger(__name__)
 PROCESS_FRAMES_PER_SECOND = {"in-memory": 2000, "redis": 1500}
 
 TEXT_EVENTS = (TextDelta, RefusalDelta)  # the events whose text is the answer's
-
-# How long a generation waits for its listener to take the "done" message before cancelling it anyway.
-LISTENER_STOP_TIMEOUT = 5.0
-
 
 # Seconds between two frames of a running answer while at least ADMISSION_BACKLOG turns wait to be started
 # (registry.ADMITTING): a burst. A turn or two being started, the everyday case, slows nothing.
@@ -115,6 +110,10 @@ def start_held(
         generation.gate = generation.loop.create_future()
     task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_id}")
     generation.task = task
+    # Stop and sync requests reach it from now on (before its acknowledgement gives anyone its id), until its
+    # task ends however it ends (abandoned before it ran included).
+    control.add(generation)
+    task.add_done_callback(lambda _t: control.discard(generation))
     if prepared.message_pk is not None:  # else its turn's batch has not inserted it yet: register() then
         generation.register()
     metrics.stream_started()
@@ -129,7 +128,6 @@ class Generation:
         self.conversation_id = prepared.conversation_id
         self.task: asyncio.Task | None = None
         self.layer = get_channel_layer()
-        self.control_channel = ""
         self.sent_text = ""  # broadcast so far
         self.pending: list[str] = []  # received, not yet broadcast
         self.pending_chars = 0
@@ -152,7 +150,6 @@ class Generation:
         # Set while the turn's transaction may still roll back (start_held): no frame and no save before it
         # is done; cancelled by abandon().
         self.gate: asyncio.Future[None] | None = None
-        self.listening: asyncio.Future[None] = self.loop.create_future()  # subscribed to its control group
 
     # --- the turn's commit ------------------------------------------------------------------------------
 
@@ -183,11 +180,6 @@ class Generation:
         self.gate.cancel()
         if self.task is not None:
             self.task.cancel()
-
-    async def subscribed(self) -> None:
-        """Until the answer listens for Stop and sync requests from any process (or has ended without)."""
-        if not self.listening.done() and self.task is not None and not self.task.done():
-            await asyncio.wait({self.listening, self.task}, return_when=asyncio.FIRST_COMPLETED)
 
     @property
     def admitted(self) -> bool:
@@ -273,7 +265,8 @@ class Generation:
                 self.title_wanted = False
                 titles.start(self.prepared, self.result, self.sent_text)
 
-    async def _answer_sync(self, reply_to: str, offset: int) -> None:
+    async def answer_sync(self, reply_to: str, offset: int) -> None:
+        """Send socket `reply_to` the text from `offset` on (engine/control.py), in order with live frames."""
         async with self.lock:
             offset = max(0, min(offset, len(self.sent_text)))
             frame = frames.delta(self.conversation_id, self.message_id, offset, self.sent_text[offset:])
@@ -302,51 +295,9 @@ class Generation:
         """Reading from the provider: engine/checkpoints.py saves its text with the others' every interval."""
         return self.reader is not None and not self.finished and self.admitted
 
-    async def _start_listening(self) -> asyncio.Task:
-        """Subscribe to stop and sync requests (before anything slow, so an early Stop is not lost)."""
-        self.control_channel = await self.layer.new_channel()
-        # Private: other sockets and processes send to it but never join it, so joining needs no handshake
-        # with the other processes (engine/layers.py), only the subscription.
-        await self.layer.group_add(
-            channel_groups.generation_group(self.message_id), self.control_channel, private=True
-        )
-        return asyncio.create_task(self._listen())
-
-    async def _listen(self) -> None:
-        """Stop and sync requests, from any socket in any process, until `_stop_listening`."""
-        while True:
-            message = await self.layer.receive(self.control_channel)
-            kind = message.get("type")
-            if kind == "gen.done":
-                return
-            if kind == "gen.stop":
-                self.request_stop()
-            elif kind == "gen.sync" and isinstance(message.get("reply_to"), str):
-                try:
-                    await self._answer_sync(message["reply_to"], int(message.get("offset") or 0))
-                except Exception:  # a bad request must not end the listener: Stop still has to work
-                    logger.exception("sync request for answer %s failed", self.message_pk)
-
-    async def _stop_listening(self, listener: asyncio.Task) -> None:
-        """Leave the control group and end the listener with a message, not by cancelling it: a cancelled
-        channels-redis receive() can drop a message it already popped for another socket of this process
-        (django/channels_redis#366), which that socket would see as a gap."""
-        await self.layer.group_discard(channel_groups.generation_group(self.message_id), self.control_channel)
-        if not listener.done():
-            with contextlib.suppress(Exception):
-                await notify.end_listener(self.control_channel)
-                await asyncio.wait({listener}, timeout=LISTENER_STOP_TIMEOUT)
-        if not listener.done():
-            listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
-        discard_channel = getattr(self.layer, "discard_channel", None)  # Redis pub/sub: unsubscribe it
-        if discard_channel is not None:
-            with contextlib.suppress(Exception):
-                await discard_channel(self.control_channel)
-
     def request_stop(self) -> None:
-        """Stop reading: the answer ends `cancelled`, its text kept. From a `gen.stop` (any process), or from
-        commands.stop directly when the answer runs in the asking socket's process. Once: a second cancel
+        """Stop reading: the answer ends `cancelled`, its text kept. From engine/control.py (a Stop from any
+        socket in any process) or a revocation (engine/revocation.py). Once: a second cancel
         would interrupt the first one's clean-up, which closes the provider's connection."""
         if self.stop_requested:
             return
@@ -364,26 +315,14 @@ class Generation:
 
     async def run(self) -> None:
         if registry.draining():  # SIGTERM arrived: start nothing new in a process about to exit
-            self.listening.set_result(None)  # nothing to stop: its acknowledgement need not wait
             await self._admitted()
             failed = await on_saves_thread(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
             await self._end(failed)
             return
         started = time.monotonic()
-        # The request leaves first. Subscribing to the control group takes Redis round trips (engine/layers.py),
-        # and a burst of turns queued them ahead of every request; the provider's first token is 200 ms or
-        # more away anyway. No Stop can come before the subscription: the acknowledgement that gives the
-        # client the answer's id waits for it (`subscribed`, commands.start_turn).
         self.reader = asyncio.create_task(self._read())
         try:
-            listener = await self._start_listening()
-        except BaseException:
-            self.reader.cancel()  # closes the provider's connection
-            await asyncio.gather(self.reader, return_exceptions=True)
-            raise
-        self.listening.set_result(None)
-        try:
-            if self.stop_requested or self.shutdown_requested:  # arrived while we subscribed
+            if self.stop_requested or self.shutdown_requested:  # arrived before the reader existed
                 self.reader.cancel()
             try:
                 outcome = await self.reader
@@ -402,7 +341,6 @@ class Generation:
             if self.flush_timer is not None:
                 self.flush_timer.cancel()
             await asyncio.gather(*self.flush_tasks, return_exceptions=True)
-            await self._stop_listening(listener)
         await self._admitted()
         await self._flush()
         duration = time.monotonic() - started

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import re
 import time
 import uuid
 from copy import deepcopy
@@ -44,10 +45,6 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
             return
         self._next_clean = now + self.CLEAN_INTERVAL
         super()._clean_expired()
-
-    async def group_add(self, group: str, channel: str, *, private: bool = False) -> None:
-        """As channels'; `private` is for the Redis layer's sake (RedisPubSubChannelLayer.group_add)."""
-        await super().group_add(group, channel)
 
     async def send(self, channel: str, message: dict) -> None:
         queue = self.channels.get(channel)
@@ -175,6 +172,11 @@ def default_prefix(hosts) -> str:
     return f"asgi.db{db or 0}."
 
 
+def _glob_escape(name: str) -> str:
+    """`name` matched literally in a Redis glob pattern."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", name)
+
+
 SUBSCRIBE_TIMEOUT = 5.0  # seconds a group_add waits for Redis to confirm its subscription before going on
 
 
@@ -208,6 +210,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         self._announcing: dict[str, asyncio.Future[None]] = {}  # group channel -> its hello's handshake
         self._acks: dict[str, list] = {}  # group channel -> [acknowledgements awaited, future]
         self._tasks: set[asyncio.Task] = set()  # acknowledgements being sent
+        self.group_patterns: dict[str, str] = {}  # Redis pattern -> the channel its messages go to
         self.local_since: dict[
             str, float
         ] = {}  # group channel -> when it was found to be this process's alone
@@ -245,14 +248,8 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
 
     # Joining a group: other processes must know before group_add returns.
 
-    async def group_add(self, group, channel, *, private: bool = False) -> None:
-        """`private`: a group only the caller ever joins (an answer's control group: others only send to it).
-        No other process can have it to itself, so there is nobody to say hello to: subscribed, it is local."""
+    async def group_add(self, group, channel) -> None:
         group_channel = self._get_group_channel_name(group)
-        if private:
-            await super().group_add(group, channel)
-            self._make_local(group_channel)
-            return
         announcing = self._announcing.get(group_channel)
         first = announcing is None and not self.groups.get(group_channel)
         if first:  # this process's first member: later joiners here wait for the same handshake
@@ -267,6 +264,16 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
                 announcing.set_result(None)
         if not first and announcing is not None:
             await asyncio.shield(announcing)
+
+    async def listen_to_groups(self, pattern: str, channel: str) -> None:
+        """Every message sent to a group whose name matches `pattern` (a Redis glob: `gen.*`), by any process,
+        this one included, is put on `channel` (from `new_channel`): one PSUBSCRIBE for any number of groups,
+        in effect when this returns. Such groups have no members (a group_add to one would make its messages
+        local to its process): a group_send to one is always published, and every listening process gets it.
+        engine/control.py listens so for the control groups of all answers."""
+        name = _glob_escape(self._get_group_channel_name("")) + pattern
+        self.group_patterns[name] = channel
+        await self._shards[0].subscribe(name, pattern=True)
 
     async def _announce(self, group_channel: str) -> None:
         """Tell the other processes with members in this group that this one has members too, and wait until
@@ -345,6 +352,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         self.shared.clear()
         self.hellos.clear()
         self.local_since.clear()
+        self.group_patterns.clear()
         self._process_channel = None
 
     async def discard_channel(self, channel: str) -> None:
@@ -462,7 +470,8 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
 
     # Subscribing: wait for Redis's confirmation.
 
-    async def subscribe(self, channel) -> None:
+    async def subscribe(self, channel, *, pattern: bool = False) -> None:
+        """SUBSCRIBE (PSUBSCRIBE with `pattern`), then wait for Redis's confirmation."""
         async with self._lock:
             if channel in self._subscribed_to:
                 pending = self._confirming.get(channel)
@@ -474,7 +483,7 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
                 waiters = self._confirming.setdefault(channel, collections.deque())
                 waiters.append(waiter)
                 try:
-                    await self._pubsub.subscribe(channel)
+                    await (self._pubsub.psubscribe if pattern else self._pubsub.subscribe)(channel)
                 except BaseException:
                     waiters.remove(waiter)
                     if not waiters:
@@ -508,8 +517,10 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
                     kind = message["type"]
                     if kind in (b"message", "message"):
                         self._receive_message(message)
-                    elif kind in (b"subscribe", "subscribe"):
-                        self._confirmed(message["channel"])
+                    elif kind in (b"pmessage", "pmessage"):
+                        self._receive_pattern_message(message)
+                    elif kind in (b"subscribe", "subscribe", b"psubscribe", "psubscribe"):
+                        self._confirmed(message["channel"])  # for a PSUBSCRIBE: its pattern
                 else:
                     await asyncio.sleep(0.1)
             except (asyncio.CancelledError, GeneratorExit):
@@ -537,6 +548,19 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
                 queue = layer.channels.get(channel_name)
                 if queue is not None:
                     queue.put_nowait(data)
+
+    def _receive_pattern_message(self, message) -> None:
+        """A message to a group that a pattern of `listen_to_groups` matches: onto its listening channel,
+        whichever process sent it (this one's own were not delivered when sent: such groups have no members)."""
+        pattern, data = message["pattern"], message["data"]
+        if isinstance(pattern, bytes):
+            pattern = pattern.decode()
+        if data[:1] != MESSAGE:
+            return
+        channel = self.channel_layer.group_patterns.get(pattern)
+        queue = self.channel_layer.channels.get(channel) if channel is not None else None
+        if queue is not None:
+            queue.put_nowait(data[HEADER:])
 
     def _confirmed(self, channel) -> None:
         if isinstance(channel, bytes):

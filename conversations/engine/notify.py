@@ -5,8 +5,8 @@ groups of engine/channel_groups.py, or one socket's own channel (a generation's 
 must stay in order with the live frames of the same generation: both leave from the same process, and
 both layers keep one sender's order).
 
-Control messages (`gen.stop`, `gen.sync`, `gen.done`) go to a generation's control group or channel; the
-generation's listener (engine/generation.py) receives them.
+Control messages (`gen.stop`, `gen.sync`) go to an answer's control group, where the listener of each
+process (engine/control.py) receives them.
 """
 
 from __future__ import annotations
@@ -38,22 +38,11 @@ async def to_socket(channel_name: str, frame: Frame) -> None:
     await get_channel_layer().send(channel_name, _envelope(frame))
 
 
-async def stop_generation(message_id: str) -> None:
-    """Ask whichever process runs this answer to stop it (nothing happens if none does)."""
-    await get_channel_layer().group_send(channel_groups.generation_group(message_id), {"type": "gen.stop"})
-
-
-async def ask_for_rest(message_id: str, reply_to: str, offset: int) -> None:
-    """Ask the generator of `message_id` to send socket `reply_to` the text from `offset` on."""
-    await get_channel_layer().group_send(
-        channel_groups.generation_group(message_id),
-        {"type": "gen.sync", "reply_to": reply_to, "offset": offset},
-    )
-
-
-async def end_listener(control_channel: str) -> None:
-    """Tell a generation's own listener to return (rather than cancelling its receive: see generation.py)."""
-    await get_channel_layer().send(control_channel, {"type": "gen.done"})
+async def to_generation(message_id: str, message: dict) -> None:
+    """A stop or sync request to the answer's control group, for the process that runs it (engine/control.py:
+    every process with Redis listens to all such groups; requests for this process's own answers never come
+    here)."""
+    await get_channel_layer().group_send(channel_groups.generation_group(message_id), message)
 
 
 async def access_revoked(user_id) -> None:

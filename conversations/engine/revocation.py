@@ -52,7 +52,7 @@ async def stop_answers_of(user_id) -> int:
     stopped = 0
     for generation in running:
         if generation.session_key in ended:
-            await notify.stop_generation(generation.message_id)
+            generation.request_stop()
             stopped += 1
     if stopped:
         logger.info("stopped %d answer(s) of user %s: their access ended", stopped, user_id)
