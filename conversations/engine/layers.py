@@ -5,7 +5,8 @@ on each `receive` and each `group_send`, and `group_send` starts a task per memb
 two memberships and every running answer one more, so with a few hundred sockets those scans took most of
 the process's CPU (bench/load.py: over half of it at 200 concurrent answers) and streams fell seconds
 behind. Here the scan runs at most once a second, `group_send` puts the message on each member's queue
-directly, and a live channel keeps its queue between messages (channels built two new ones per message).
+directly, a live channel keeps its queue between messages (channels built two new ones per message), and a
+closed socket's channel leaves its groups through an index instead of a scan of every group.
 Everything else is channels' own code: messages are still copied per recipient, bounded per channel
 (`capacity`), expired after `expiry` seconds, and `group_send` still skips full channels.
 """
@@ -38,6 +39,9 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._next_clean = 0.0
+        # channel -> the groups it joined. channels finds a channel's groups by scanning every group, on each
+        # discard_channel (every closed socket): with thousands of sockets open, thousands of groups per close.
+        self._memberships: dict[str, set[str]] = {}
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -45,6 +49,28 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
             return
         self._next_clean = now + self.CLEAN_INTERVAL
         super()._clean_expired()
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await super().group_add(group, channel)
+        self._memberships.setdefault(channel, set()).add(group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        groups = self._memberships.get(channel)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del self._memberships[channel]
+
+    def _remove_from_groups(self, channel: str) -> None:
+        """As channels', through the index, and a group left empty goes too (channels keeps it, empty, for
+        the life of the process: one per conversation ever opened)."""
+        for group in self._memberships.pop(channel, ()):
+            members = self.groups.get(group)
+            if members is not None:
+                members.pop(channel, None)
+                if not members:
+                    del self.groups[group]
 
     async def send(self, channel: str, message: dict) -> None:
         queue = self.channels.get(channel)
@@ -95,6 +121,7 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
 
     async def flush(self) -> None:
         await super().flush()
+        self._memberships.clear()
         self._next_clean = 0.0
 
 
