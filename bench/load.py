@@ -280,7 +280,8 @@ class Profiler:
         suffix = ".txt" if fmt == "raw" else ".svg"
         self.paths = [RESULTS_DIR / (f"{name}{suffix}" if len(pids) == 1 else f"{name}-p{i + 1}{suffix}") for i in
                       range(len(pids))]  # fmt: skip
-        options = ["--format", fmt, "--rate", "200", "--threads", "--nonblocking"]
+        rate = os.environ.get("BENCH_PROFILE_RATE", "200")  # samples a second; 1000 for short runs
+        options = ["--format", fmt, "--rate", rate, "--threads", "--nonblocking"]
         self.processes = [
             subprocess.Popen(  # noqa: S603 - our own tool, fixed arguments
                 [py_spy, "record", "--pid", str(pid), "--output", str(path), *options],
