@@ -533,3 +533,81 @@ async def test_pubsub_one_pattern_listener_hears_every_process_for_groups_withou
             await asyncio.wait_for(layer.receive(heard[name]), 0.3)
     assert published.count(one._get_group_channel_name("gen.m1")) == 1
     assert not [c for c in redis_client.pubsub_channels() if b"gen." in c]
+
+
+@needs_redis
+@pytest.mark.backends
+async def test_pubsub_a_join_in_the_background_hears_this_process_at_once_and_others_once_done(
+    processes, monkeypatch
+):
+    """group_add_soon (a conversation a turn has just created): this process's messages reach the socket as
+    soon as it returns. Another process that joins while the subscription is still on its way is not missed:
+    once both joins are done, messages each process sends reach the other."""
+    import asyncio
+
+    from conversations.engine import layers
+
+    subscribe = layers._PubSubShard.subscribe
+    release = asyncio.Event()
+
+    async def slow(self, channel, *, pattern=False):
+        if "conv.new" in channel and self.channel_layer is here._get_layer():
+            await release.wait()
+        return await subscribe(self, channel, pattern=pattern)
+
+    monkeypatch.setattr(layers._PubSubShard, "subscribe", slow)
+    here, there = processes(2)
+    mine, theirs = await here.new_channel(), await there.new_channel()
+    joining = here.group_add_soon("conv.new", mine)
+    await here.group_send("conv.new", {"type": "m", "n": 1})
+    assert (await asyncio.wait_for(here.receive(mine), 2))["n"] == 1
+    await there.group_add("conv.new", theirs)  # its hello finds nobody: `here` is not subscribed yet
+    assert not joining.done()
+    release.set()
+    await asyncio.wait_for(joining, 5)  # subscribed, then said hello: `there` now knows of `here`
+    await here.group_send("conv.new", {"type": "m", "n": 2})
+    await there.group_send("conv.new", {"type": "m", "n": 3})
+    # Each member also gets its own process's message (delivered locally): look for the other's.
+    assert 2 in await asyncio.wait_for(numbers(there, theirs, 2), 2)
+    assert 3 in await asyncio.wait_for(numbers(here, mine, 2), 2)
+
+
+async def numbers(layer, channel, count: int) -> set[int]:
+    return {(await layer.receive(channel))["n"] for _ in range(count)}
+
+
+@needs_redis
+@pytest.mark.backends
+@pytest.mark.django_db(transaction=True)
+async def test_a_turn_that_creates_a_conversation_is_acknowledged_without_waiting_for_redis(
+    upstream, sim_model, alice, monkeypatch
+):
+    """commands.start_turn: the socket joins a conversation its turn created at once for this process's
+    frames; the Redis subscription for other processes' completes meanwhile, and the ack and the answer do
+    not wait for it (in a burst that wait was most of the time to first token)."""
+    import asyncio
+
+    from conversations.engine import layers
+    from tests.test_early_start import frames_until, open_socket
+
+    subscribe = layers._PubSubShard.subscribe
+    subscribed = asyncio.Event()
+
+    async def slow(self, channel, *, pattern=False):
+        if "__group__conv." in channel:
+            await asyncio.sleep(1.5)
+            await subscribe(self, channel, pattern=pattern)
+            subscribed.set()
+            return None
+        return await subscribe(self, channel, pattern=pattern)
+
+    monkeypatch.setattr(layers._PubSubShard, "subscribe", slow)
+    upstream.enqueue(Reply(text="A quick answer.", ttft=0.0))
+    communicator = await open_socket(alice)
+    started = asyncio.get_running_loop().time()
+    await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
+    frames = await frames_until(communicator, lambda f: f["type"] == "end")
+    assert frames[0]["type"] == "ack" and frames[-1]["message"]["status"] == "complete"
+    assert asyncio.get_running_loop().time() - started < 1.5 and not subscribed.is_set()
+    await asyncio.wait_for(subscribed.wait(), 5)
+    await communicator.disconnect()

@@ -47,10 +47,11 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
         socket.user = started.user
         ack = started.ack
         conversation_id = ack["conversation"]["id"]
-        # Join before the answer's frames are let go, so its first frame reaches this socket; and acknowledge
-        # only once Stop requests from any process reach this one (engine/control.py: once per process), since
-        # the client may send one from any tab as soon as it knows the answer's id.
-        joined = socket.join(conversation_id)
+        # Join before the answer's frames are let go, so its first frame reaches this socket (a conversation
+        # this turn created: at once, its Redis subscription completes meanwhile); and acknowledge only once
+        # Stop requests from any process reach this one (engine/control.py: once per process), since the
+        # client may send one from any tab as soon as it knows the answer's id.
+        joined = socket.join(conversation_id, new=ack["created"])
         await (joined if answer is None else asyncio.gather(joined, control.ready()))
         socket.expect(ack["assistant_message"]["id"])
         await socket.reply(frames.ack(command.ref, command.type, **ack))

@@ -8,6 +8,7 @@ changed, logged out) is closed with 4401 without waiting for a command (engine/r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -53,6 +54,11 @@ CLOSE_TOO_MANY = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER sockets open on 
 TOO_MANY_SOCKETS = "Too many chat tabs are open for your account. Close some; this one reconnects by itself."
 # Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
 SYNC_RETRY = 1.0
+
+
+def _log_failed_join(joining: asyncio.Future) -> None:
+    if not joining.cancelled() and joining.exception() is not None:
+        logger.error("joining a new conversation's group failed", exc_info=joining.exception())
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -138,15 +144,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- what commands do to this socket ----------------------------------------------------------------
 
-    async def join(self, conversation_id: str) -> None:
-        """Receive this conversation's frames (the caller checked ownership), leaving any other."""
+    async def join(self, conversation_id: str, *, new: bool = False) -> None:
+        """Receive this conversation's frames (the caller checked ownership), leaving any other. `new`: a
+        conversation the socket's own turn has just created, which no other process can send anything to
+        yet: frames from this process reach the socket when this returns, and with Redis the subscription
+        for other processes' frames completes in the background (engine/layers.py `group_add_soon`)."""
         if self.open_conversation == conversation_id:
             return
         await self._leave()
         self.open_conversation = conversation_id
-        await self.channel_layer.group_add(
-            channel_groups.conversation_group(conversation_id), self.channel_name
-        )
+        group = channel_groups.conversation_group(conversation_id)
+        add_soon = getattr(self.channel_layer, "group_add_soon", None) if new else None
+        if add_soon is None:
+            await self.channel_layer.group_add(group, self.channel_name)
+            return
+        joining = add_soon(group, self.channel_name)
+        joining.add_done_callback(_log_failed_join)
 
     async def _leave(self) -> None:
         if self.open_conversation:

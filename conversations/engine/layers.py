@@ -276,13 +276,35 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
     # Joining a group: other processes must know before group_add returns.
 
     async def group_add(self, group, channel) -> None:
+        await self.group_add_soon(group, channel)
+
+    def group_add_soon(self, group, channel) -> asyncio.Future[None]:
+        """Join in two steps. When this returns, messages this process sends to the group reach `channel`;
+        when the returned future is done (what group_add waits for), messages from every other process do
+        too: Redis confirmed the subscription and the processes with members exchanged hellos. For a group
+        nobody else can know of yet, such as the conversation a turn has just created, the caller need not
+        wait (commands.start_turn): with Redis busy, the wait was most of a burst's time to first token."""
+        if channel not in self.channels:
+            raise RuntimeError(f"group_add() of {channel!r}, which is not a channel of this process")
         group_channel = self._get_group_channel_name(group)
         announcing = self._announcing.get(group_channel)
         first = announcing is None and not self.groups.get(group_channel)
         if first:  # this process's first member: later joiners here wait for the same handshake
             announcing = self._announcing[group_channel] = asyncio.get_running_loop().create_future()
+        self.groups.setdefault(group_channel, set()).add(
+            channel
+        )  # channels-redis's group_add, its first half
+        return asyncio.ensure_future(self._join(group_channel, first, announcing))
+
+    async def _join(self, group_channel: str, first: bool, announcing: asyncio.Future | None) -> None:
+        shard = self._get_shard(group_channel)
         try:
-            await super().group_add(group, channel)  # subscribed (confirmed by Redis) when it returns
+            await shard.subscribe(group_channel)  # confirmed by Redis when it returns
+            if group_channel not in self.groups:
+                # Every member here left while it subscribed (a socket that moved on at once): unsubscribe,
+                # or the subscription would outlive them.
+                await shard.unsubscribe(group_channel)
+                return
             if first:
                 await self._announce(group_channel)
         finally:
