@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from conversations.engine import channel_groups, control
@@ -579,12 +580,15 @@ async def numbers(layer, channel, count: int) -> set[int]:
 @needs_redis
 @pytest.mark.backends
 @pytest.mark.django_db(transaction=True)
-async def test_a_turn_that_creates_a_conversation_is_acknowledged_without_waiting_for_redis(
-    upstream, sim_model, alice, monkeypatch
+@pytest.mark.parametrize("conversation", ["new", "existing"])
+async def test_a_turn_is_acknowledged_without_waiting_for_redis_and_its_answer_ends_once_subscribed(
+    upstream, sim_model, alice, monkeypatch, conversation
 ):
-    """commands.start_turn: the socket joins a conversation its turn created at once for this process's
-    frames; the Redis subscription for other processes' completes meanwhile, and the ack and the answer do
-    not wait for it (in a burst that wait was most of the time to first token)."""
+    """commands.start_turn: the socket joins its turn's conversation at once for this process's frames; the
+    Redis subscription for other processes' completes meanwhile, and the ack and the answer's frames do not
+    wait for it (in a burst that wait was most of the time to first token). The conversation is busy while
+    the answer runs, so only this process sends to it; the final save, which ends that, waits for the
+    subscription, so a turn another process sends next is heard."""
     import asyncio
 
     from conversations.engine import layers
@@ -601,13 +605,19 @@ async def test_a_turn_that_creates_a_conversation_is_acknowledged_without_waitin
             return None
         return await subscribe(self, channel, pattern=pattern)
 
+    turn = {"type": "send", "text": "Hi", "ref": "r1"}
+    if conversation == "existing":
+        existing = await sync_to_async(conversation_of)(alice, sim_model)
+        turn["conversation"] = str(existing.public_id)
     monkeypatch.setattr(layers._PubSubShard, "subscribe", slow)
     upstream.enqueue(Reply(text="A quick answer.", ttft=0.0))
     communicator = await open_socket(alice)
     started = asyncio.get_running_loop().time()
-    await communicator.send_json_to({"type": "send", "text": "Hi", "ref": "r1"})
-    frames = await frames_until(communicator, lambda f: f["type"] == "end")
-    assert frames[0]["type"] == "ack" and frames[-1]["message"]["status"] == "complete"
-    assert asyncio.get_running_loop().time() - started < 1.5 and not subscribed.is_set()
-    await asyncio.wait_for(subscribed.wait(), 5)
+    await communicator.send_json_to(turn)
+    first = await frames_until(communicator, lambda f: f["type"] == "delta")
+    assert first[0]["type"] == "ack"
+    assert asyncio.get_running_loop().time() - started < 1.0 and not subscribed.is_set()
+    end = (await frames_until(communicator, lambda f: f["type"] == "end"))[-1]
+    assert subscribed.is_set() and end["message"]["status"] == "complete"
+    assert end["message"]["content"] == "A quick answer."
     await communicator.disconnect()

@@ -47,11 +47,15 @@ async def start_turn(socket: ChatConsumer, command: Command) -> None:
         socket.user = started.user
         ack = started.ack
         conversation_id = ack["conversation"]["id"]
-        # Join before the answer's frames are let go, so its first frame reaches this socket (a conversation
-        # this turn created: at once, its Redis subscription completes meanwhile); and acknowledge only once
-        # Stop requests from any process reach this one (engine/control.py: once per process), since the
-        # client may send one from any tab as soon as it knows the answer's id.
-        joined = socket.join(conversation_id, new=ack["created"])
+        # Join before the answer's frames are let go, so its first frame reaches this socket. With an answer
+        # running here, that is all the ack waits for: the conversation is busy until the answer's final save
+        # (services/turns.py refuses any other turn in it), so nothing but this process sends to it meanwhile,
+        # and the socket's Redis subscription for other processes' frames completes in the background (under a
+        # burst, waiting for it was most of the time to first token); the final save waits for it
+        # (Generation.run, notify.joins_done). And acknowledge only once Stop requests from any process reach
+        # this one (engine/control.py: once per process), since the client may send one from any tab as soon
+        # as it knows the answer's id.
+        joined = socket.join(conversation_id, local_first=answer is not None)
         await (joined if answer is None else asyncio.gather(joined, control.ready()))
         socket.expect(ack["assistant_message"]["id"])
         await socket.reply(frames.ack(command.ref, command.type, **ack))

@@ -58,7 +58,7 @@ SYNC_RETRY = 1.0
 
 def _log_failed_join(joining: asyncio.Future) -> None:
     if not joining.cancelled() and joining.exception() is not None:
-        logger.error("joining a new conversation's group failed", exc_info=joining.exception())
+        logger.error("joining a conversation's group failed", exc_info=joining.exception())
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -144,17 +144,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- what commands do to this socket ----------------------------------------------------------------
 
-    async def join(self, conversation_id: str, *, new: bool = False) -> None:
-        """Receive this conversation's frames (the caller checked ownership), leaving any other. `new`: a
-        conversation the socket's own turn has just created, which no other process can send anything to
-        yet: frames from this process reach the socket when this returns, and with Redis the subscription
-        for other processes' frames completes in the background (engine/layers.py `group_add_soon`)."""
+    async def join(self, conversation_id: str, *, local_first: bool = False) -> None:
+        """Receive this conversation's frames (the caller checked ownership), leaving any other.
+        `local_first`: frames from this process reach the socket when this returns, and with Redis the
+        subscription for other processes' frames completes in the background (engine/layers.py
+        `group_add_soon`; `notify.joins_done` waits for it). For a turn whose answer runs here: nothing else
+        can send to its conversation until that answer ends (commands.start_turn)."""
         if self.open_conversation == conversation_id:
             return
         await self._leave()
         self.open_conversation = conversation_id
         group = channel_groups.conversation_group(conversation_id)
-        add_soon = getattr(self.channel_layer, "group_add_soon", None) if new else None
+        add_soon = getattr(self.channel_layer, "group_add_soon", None) if local_first else None
         if add_soon is None:
             await self.channel_layer.group_add(group, self.channel_name)
             return

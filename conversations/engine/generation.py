@@ -316,6 +316,7 @@ class Generation:
     async def run(self) -> None:
         if registry.draining():  # SIGTERM arrived: start nothing new in a process about to exit
             await self._admitted()
+            await notify.joins_done(self.conversation_id)  # see below
             failed = await on_saves_thread(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
             await self._end(failed)
             return
@@ -344,6 +345,9 @@ class Generation:
         await self._admitted()
         await self._flush()
         duration = time.monotonic() - started
+        # The final save ends the conversation's busy state, after which another process may send to it (a
+        # turn from a tab there): by then every socket here that joined it with this turn must hear that.
+        await notify.joins_done(self.conversation_id)
         final = await on_saves_thread(answers.finish)(
             self.text, outcome, self.result, self.prepared, duration
         )

@@ -280,10 +280,10 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
 
     def group_add_soon(self, group, channel) -> asyncio.Future[None]:
         """Join in two steps. When this returns, messages this process sends to the group reach `channel`;
-        when the returned future is done (what group_add waits for), messages from every other process do
-        too: Redis confirmed the subscription and the processes with members exchanged hellos. For a group
-        nobody else can know of yet, such as the conversation a turn has just created, the caller need not
-        wait (commands.start_turn): with Redis busy, the wait was most of a burst's time to first token."""
+        when the returned future is done (what group_add and `joined` wait for), messages from every other
+        process do too: Redis confirmed the subscription and the processes with members exchanged hellos. A
+        caller that knows no other process will send to the group for a while need not wait
+        (commands.start_turn): with Redis busy, the wait was most of a burst's time to first token."""
         if channel not in self.channels:
             raise RuntimeError(f"group_add() of {channel!r}, which is not a channel of this process")
         group_channel = self._get_group_channel_name(group)
@@ -295,6 +295,12 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
             channel
         )  # channels-redis's group_add, its first half
         return asyncio.ensure_future(self._join(group_channel, first, announcing))
+
+    async def joined(self, group) -> None:
+        """Until the joins of `group` in progress in this process (group_add_soon) are complete."""
+        announcing = self._announcing.get(self._get_group_channel_name(group))
+        if announcing is not None:
+            await asyncio.shield(announcing)
 
     async def _join(self, group_channel: str, first: bool, announcing: asyncio.Future | None) -> None:
         shard = self._get_shard(group_channel)

@@ -38,6 +38,14 @@ async def to_socket(channel_name: str, frame: Frame) -> None:
     await get_channel_layer().send(channel_name, _envelope(frame))
 
 
+async def joins_done(conversation_id: str) -> None:
+    """Until every socket of this process that is joining the conversation's group (ChatConsumer.join with
+    `local_first`) receives other processes' frames too. At once with the in-memory layer."""
+    joined = getattr(get_channel_layer(), "joined", None)
+    if joined is not None:
+        await joined(channel_groups.conversation_group(conversation_id))
+
+
 async def to_generation(message_id: str, message: dict) -> None:
     """A stop or sync request to the answer's control group, for the process that runs it (engine/control.py:
     every process with Redis listens to all such groups; requests for this process's own answers never come
