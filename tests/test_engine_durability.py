@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import math
 import time
 
 import pytest
@@ -195,6 +197,23 @@ async def test_running_answers_send_fewer_frames_while_turns_wait_to_start(setti
     assert generation.frame_interval(layer) == 0.04
     settings.CHAT_FRAME_INTERVAL = 0.1  # read once, and again when the setting changes
     assert generation.frame_interval(layer) == 0.1
+
+
+def test_every_answers_frames_fall_on_one_process_clock_interval_apart():
+    """engine/generation.next_frame_at: the first frame goes at once; after it, whenever an answer started,
+    its frames fall on multiples of the interval (one wake-up of the process serves every answer due then),
+    each at least half an interval after the one before and then exactly an interval apart."""
+    interval = 0.04
+    assert generation.next_frame_at(-math.inf, interval) == -math.inf
+    for first_frame in (10.013, 10.031, 7.5, 123456.7891):
+        ticks, flushed = [], first_frame
+        for _ in range(6):
+            due = generation.next_frame_at(flushed, interval)
+            ticks.append(due)
+            flushed = due + 0.0007  # the frame goes out just after it was due
+        assert all(abs(t / interval - round(t / interval)) < 1e-6 for t in ticks)
+        assert ticks[0] - first_frame >= interval / 2
+        assert all(abs((b - a) - interval) < 1e-6 for a, b in itertools.pairwise(ticks))
 
 
 def test_a_serving_process_tunes_the_cycle_collector_once(monkeypatch, settings):
