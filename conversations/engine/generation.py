@@ -5,7 +5,8 @@ tab does not stop the answer. While it runs:
 
 - text is coalesced into `delta` frames, each carrying the message id and the character offset it starts
   at, sent to the conversation's group. The first text goes out at once (time to first token); after that
-  at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS). Between frames the
+  at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS), on a clock all answers
+  share (`next_frame_at`: one wake-up of the process serves every answer due then). Between frames the
   provider's socket is not read at all (paced reads: the generation is the client's pacer, `idle`), so a
   frame's tokens are read in one go instead of waking the process once per token. The interval is stretched
   under load so that the whole process sends at most PROCESS_FRAMES_PER_SECOND frames: a frame costs the
