@@ -635,6 +635,7 @@ class Bench:
             results = clients.go()
             elapsed = time.monotonic() - started
             ours_cpu = sum(cpu_seconds(pid) - before for pid, before in ours_before.items())
+            upstream_cpu = cpu_seconds(self.upstream.process.pid) - ours_before[self.upstream.process.pid]
             others = machine_cpu_seconds() - machine_before - ours_cpu
             self.site.settle()
             cpu = self.site.cpu() - cpu_before
@@ -704,6 +705,7 @@ class Bench:
             "statements per answer": statements,
             "wall time": elapsed,
             "other load": max(others, 0.0) / elapsed,  # cores busy with processes not ours
+            "simulator cores": upstream_cpu / elapsed,  # it shares the machine: CPU it takes, the servers lack
             "sockets per process": spread,
             "client processes": len(stats),
             "client CPU per answer": sum(s["cpu"] for s in stats) / max(answers, 1),
@@ -815,11 +817,13 @@ class Bench:
         print(
             f"step {self.step_no} ({phase}): {rate:g} turns/s ({rate / workers:g} per process) for {duration:g} s, "
             f"{row['answers']} turns: added TTFT p50 {ms(row['added TTFT p50'])} / p95 "
-            f"{ms(row['added TTFT p95'])} ms; lag p50 {ms(row['completion lag p50'])} / p95 "
+            f"{ms(row['added TTFT p95'])} ms (request out p95 {ms(row['request out p95'])}, first token back p95 "
+            f"{ms(row['first token back p95'])} ms); lag p50 {ms(row['completion lag p50'])} / p95 "
             f"{ms(row['completion lag p95'])} ms; lost {row['lost']}, duplicated {row['duplicated']}, "
             f"errors {row['errors']}, late {row['late']}; server CPU {row['CPU per answer'] * 1000:.1f} "
             f"ms/answer ({row['server cores']:.2f} cores); client busiest {row['client cores']:.2f} cores, "
-            f"loop lag p95 {ms(row['client lag p95'])} ms; other load {row['other load']:.2f} cores -> "
+            f"loop lag p95 {ms(row['client lag p95'])} ms; simulator {row['simulator cores']:.2f} cores; "
+            f"other load {row['other load']:.2f} cores -> "
             f"{'within limits' if row['ok'] else 'OVER'}",
             flush=True,
         )
@@ -990,7 +994,7 @@ class Bench:
             "DB writes per answer | SQL statements per answer | "
             + ("sockets per process | " if several else "")
             + "client CPU per answer (ms) / busiest client (cores) / client loop lag p95 (ms) | "
-            "upstream TTFT slip p95 (ms) | other load (cores) |",
+            "upstream TTFT slip p95 (ms) / simulator (cores) | other load (cores) |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             + ("---:|" if several else "")
             + "---:|---:|---:|",
@@ -1004,7 +1008,7 @@ class Bench:
                 f"{r['peak RSS'] / 2**20:.0f} | {r['writes per answer']:.1f} | {r['statements per answer']:.1f} | "
                 + (f"{' / '.join(map(str, r['sockets per process']))} | " if several else "")
                 + f"{r['client CPU per answer'] * 1000:.1f} / {r['client cores']:.2f} / {ms(r['client lag p95'])} | "
-                f"{ms(r['upstream TTFT slip p95'])} | {r['other load']:.2f} |"
+                f"{ms(r['upstream TTFT slip p95'])} / {r['simulator cores']:.2f} | {r['other load']:.2f} |"
             )
         f = self.facts
         lines += [
@@ -1070,7 +1074,7 @@ class Bench:
             "| server CPU per answer (ms): all / event loop | server CPU (cores) | "
             + ("sockets per process | " if workers > 1 else "")
             + "client CPU per answer (ms) / busiest client (cores) / client loop lag p95 (ms) | "
-            "upstream TTFT slip p95 (ms) | other load (cores) | within limits |",
+            "upstream TTFT slip p95 (ms) / simulator (cores) | other load (cores) | within limits |",
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             + ("---:|" if workers > 1 else "")
             + "---:|---:|---:|---|",
@@ -1086,7 +1090,8 @@ class Bench:
                 f"{r['server cores']:.2f} | "
                 + (f"{' / '.join(map(str, r['sockets per process']))} | " if workers > 1 else "")
                 + f"{r['client CPU per answer'] * 1000:.1f} / {r['client cores']:.2f} / {ms(r['client lag p95'])} | "
-                f"{ms(r['upstream TTFT slip p95'])} | {r['other load']:.2f} | {'yes' if r['ok'] else '**no**'} |"
+                f"{ms(r['upstream TTFT slip p95'])} / {r['simulator cores']:.2f} | {r['other load']:.2f} | "
+                f"{'yes' if r['ok'] else '**no**'} |"
             )
         lines += ["", *self.footer()]
         return "\n".join(lines).rstrip("\n") + "\n"
@@ -1104,8 +1109,9 @@ frame (after the final save). *Server CPU* = user + system time of the daphne pr
 all threads and the event loops' threads alone, from just before the turns are sent until the processes are
 idle again, divided by the answers; *server CPU (cores)* the same time divided by that span. *DB writes* =
 INSERT/UPDATE/DELETE statements the servers ran (an execute wrapper counts them), per answer. *Upstream TTFT
-slip* = how late the simulator itself wrote first tokens. *Client CPU* = CPU of the client processes per
-answer; *busiest client* = the largest share of a core one client process used during the run; *client loop
+slip* = how late the simulator itself wrote first tokens; *simulator* = the cores its process used (the
+same machine's: what it takes, the servers lack). *Client CPU* = CPU of the client processes per answer;
+*busiest client* = the largest share of a core one client process used during the run; *client loop
 lag* = how late a client process's event loop woke for a 20 ms timer (p95 of the busiest): when it grows,
 client timestamps include the client's own delay. *Other load* = CPU used by processes other than the
 servers, the simulator, the clients (and py-spy) during the run: with PostgreSQL or Redis that includes

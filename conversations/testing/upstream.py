@@ -358,6 +358,7 @@ class _Conn:
         self.discard = False  # drop incoming bytes (lingering close after an unread oversized body)
         self.gone = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        self._pausing: asyncio.Future[None] | None = None  # pause()'s wake-up, also set when the client goes
 
     async def fill(self) -> bool:
         if self.eof:
@@ -369,6 +370,8 @@ class _Conn:
         if not data:
             self.eof = True
             self.gone.set()
+            if self._pausing is not None:
+                _wake(self._pausing)
             return False
         if not self.discard:
             self.buf += data
@@ -422,11 +425,19 @@ class _Conn:
             raise _ClientGone
         if seconds <= 0:
             return
+        # One future and one timer, woken by the timer or by the watcher seeing EOF. Not wait_for(gone.wait()):
+        # that is a task of its own created and cancelled per token, most of the simulator's CPU in a
+        # benchmark (bench/README.md, "Session 11"), and the simulator shares the machine with the server.
+        loop = asyncio.get_running_loop()
+        self._pausing = waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiter)
         try:
-            await asyncio.wait_for(self.gone.wait(), seconds)
-        except TimeoutError:
-            return
-        raise _ClientGone
+            await waiter
+        finally:
+            timer.cancel()
+            self._pausing = None
+        if self.gone.is_set():
+            raise _ClientGone
 
     async def read_request(self) -> _Request | None:
         """Parse one HTTP/1.1 request; None on a clean EOF between requests."""
@@ -490,6 +501,11 @@ class _Conn:
             await self.read_exact(2)  # CRLF after the chunk data
             if len(body) > self.max_body_bytes:
                 raise _BadRequest(413, "body too large")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _http_date() -> str:
