@@ -199,21 +199,55 @@ async def test_running_answers_send_fewer_frames_while_turns_wait_to_start(setti
     assert generation.frame_interval(layer) == 0.1
 
 
-def test_every_answers_frames_fall_on_one_process_clock_interval_apart():
+def test_answers_frames_fall_on_their_slots_of_one_process_clock_interval_apart():
     """engine/generation.next_frame_at: the first frame goes at once; after it, whenever an answer started,
-    its frames fall on multiples of the interval (one wake-up of the process serves every answer due then),
-    each at least half an interval after the one before and then exactly an interval apart."""
-    interval = 0.04
-    assert generation.next_frame_at(-math.inf, interval) == -math.inf
-    for first_frame in (10.013, 10.031, 7.5, 123456.7891):
-        ticks, flushed = [], first_frame
-        for _ in range(6):
-            due = generation.next_frame_at(flushed, interval)
-            ticks.append(due)
-            flushed = due + 0.0007  # the frame goes out just after it was due
-        assert all(abs(t / interval - round(t / interval)) < 1e-6 for t in ticks)
-        assert ticks[0] - first_frame >= interval / 2
-        assert all(abs((b - a) - interval) < 1e-6 for a, b in itertools.pairwise(ticks))
+    its frames fall on its slot's ticks of the process's clock (the interval's FRAME_SLOT steps; one wake-up
+    serves every answer of a slot), each at least half an interval after the one before and then exactly an
+    interval apart. Answers in different slots are spread over the interval instead of all due at once."""
+    step = generation.FRAME_SLOT
+    for interval in (0.04, 0.11, 0.25):
+        slots = round(interval / step)
+        assert generation.next_frame_at(-math.inf, interval, 3) == -math.inf
+        for slot in (0, 1, 7, 1001):
+            offset = (slot % slots) * interval / slots
+            for first_frame in (10.013, 10.031, 7.5, 123456.7891):
+                ticks, flushed = [], first_frame
+                for _ in range(6):
+                    due = generation.next_frame_at(flushed, interval, slot)
+                    ticks.append(due)
+                    flushed = due + 0.0007  # the frame goes out just after it was due
+                assert all(abs((t - offset) / interval - round((t - offset) / interval)) < 1e-6 for t in ticks)
+                assert all(abs(t / step - round(t / step)) < 1e-6 for t in ticks)  # on the clock's ticks
+                assert ticks[0] - first_frame >= interval / 2
+                assert all(abs((b - a) - interval) < 1e-6 for a, b in itertools.pairwise(ticks))
+        # One frame time per slot within an interval: the answers' frames are spread, not gathered.
+        due_times = {round(generation.next_frame_at(5.0, interval, slot) % interval, 6) for slot in range(slots)}
+        assert len(due_times) == slots
+
+
+def test_frame_intervals_are_whole_ticks_of_the_frame_clock(settings):
+    """engine/generation.frame_interval: stretched under load, it stays a whole number of FRAME_SLOT ticks, so
+    answers that computed it a moment apart (a few more or fewer running) keep to the same ticks."""
+    from channels.layers import InMemoryChannelLayer
+
+    from conversations.engine import registry
+
+    settings.CHAT_FRAME_INTERVAL = 0.04
+    layer = InMemoryChannelLayer()
+    budget = generation.PROCESS_FRAMES_PER_SECOND["in-memory"]
+    saved = dict(registry.RUNNING)
+    try:
+        for running in (0, 1, 79, 81, 219, 220, 221, 500):
+            registry.RUNNING.clear()
+            registry.RUNNING.update({-(i + 1): object() for i in range(running)})
+            interval = generation.frame_interval(layer)
+            ticks = interval / generation.FRAME_SLOT
+            assert abs(ticks - round(ticks)) < 1e-9
+            assert interval >= max(0.04, running / budget) - 1e-9
+            assert interval < max(0.04, running / budget) + generation.FRAME_SLOT
+    finally:
+        registry.RUNNING.clear()
+        registry.RUNNING.update(saved)
 
 
 def test_a_serving_process_tunes_the_cycle_collector_once(monkeypatch, settings):

@@ -6,7 +6,7 @@ tab does not stop the answer. While it runs:
 - text is coalesced into `delta` frames, each carrying the message id and the character offset it starts
   at, sent to the conversation's group. The first text goes out at once (time to first token); after that
   at most one frame every CHAT_FRAME_INTERVAL (sooner past CHAT_FRAME_MAX_CHARS), on a clock all answers
-  share (`next_frame_at`: one wake-up of the process serves every answer due then). Between frames the
+  share, in slots (`next_frame_at`: one wake-up of the process serves every answer of a slot). Between frames the
   provider's socket is not read at all (paced reads: the generation is the client's pacer, `idle`), so a
   frame's tokens are read in one go instead of waking the process once per token. The interval is stretched
   under load so that the whole process sends at most PROCESS_FRAMES_PER_SECOND frames: a frame costs the
@@ -24,6 +24,7 @@ Offsets count Unicode code points (Python `len`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -61,7 +62,7 @@ ADMISSION_FRAME_INTERVAL = 0.25
 ADMISSION_BACKLOG = 8
 
 
-# CHAT_FRAME_INTERVAL, read once: frame_interval runs for every token of every answer, and a read through
+# CHAT_FRAME_INTERVAL, read once: frame_interval runs for every frame of every answer, and a read through
 # Django's settings proxy was a few percent of the event loop at 200 answers (reset when tests change it).
 _base_interval: float | None = None
 
@@ -82,20 +83,35 @@ def frame_interval(layer) -> float:
     budget = PROCESS_FRAMES_PER_SECOND["in-memory" if isinstance(layer, InMemoryChannelLayer) else "redis"]
     interval = max(_base_interval, len(registry.RUNNING) / budget)
     if registry.ADMITTING >= ADMISSION_BACKLOG:
-        return max(interval, ADMISSION_FRAME_INTERVAL)
-    return interval
+        interval = max(interval, ADMISSION_FRAME_INTERVAL)
+    # A whole number of the clock's ticks: else the answers that computed it a moment apart, with a few more or
+    # fewer running, would keep to different ticks (next_frame_at).
+    return math.ceil(interval / FRAME_SLOT - 1e-9) * FRAME_SLOT
 
 
-def next_frame_at(last_flush: float, interval: float) -> float:
-    """When an answer's next frame is due (loop time): on the process's frame clock, the first multiple of
-    `interval` at least half an interval after its last frame, so frames stay `interval` apart. Every answer's
-    frames fall on the same ticks, and one wake-up of the event loop (the timers that resume the answers'
-    paced reads all fire in it) serves all of them: with its own phase per answer, 60 answers meant 1,500
-    wake-ups a second, each paid at nearly the price of a frame at N=1 (bench/README.md, "Session 10").
-    The first frame (no frame yet) is due at once."""
+# The process's frame clock has a tick every FRAME_SLOT seconds; each answer keeps to one tick of every
+# interval (its slot: `slot` in next_frame_at), so the answers' frames are spread over the interval in groups
+# instead of all falling on one tick. One tick per answer (each with its own phase) meant a wake-up of the
+# process for every frame, paid at nearly the price of a frame at N=1; one tick for all of them (session 10)
+# gathered a whole interval's frames into one pass of the event loop, 25-60 ms at 100 turns/s, and every new
+# turn and first token that arrived meanwhile waited for it (bench/README.md, "Session 11").
+FRAME_SLOT = 0.01
+
+
+def next_frame_at(last_flush: float, interval: float, slot: int = 0) -> float:
+    """When an answer's next frame is due (loop time): the first tick of its slot at least half an interval
+    after its last frame, so frames stay `interval` apart. An interval has `interval / FRAME_SLOT` slots (at
+    least one); `slot` is any integer (the answer's number), taken modulo their count. Every answer in the same
+    slot is due on the same ticks, and one wake-up of the event loop serves all of them. The first frame (no
+    frame yet) is due at once."""
     if last_flush == -math.inf:
         return last_flush
-    return math.ceil((last_flush + interval / 2) / interval) * interval
+    slots = max(1, round(interval / FRAME_SLOT))
+    offset = (slot % slots) * interval / slots
+    return math.ceil((last_flush + interval / 2 - offset) / interval) * interval + offset
+
+
+_slots = itertools.count()
 
 
 def start(
@@ -148,6 +164,7 @@ class Generation:
         self.lock = asyncio.Lock()  # one frame at a time: keeps sync replies in order with live frames
         self.loop = asyncio.get_running_loop()
         self.last_flush = -float("inf")  # loop time the last frame was cut: the first text goes out at once
+        self.due = -float("inf")  # loop time the next frame is due (next_frame_at, once per frame: not per token)
         self.flush_timer: asyncio.TimerHandle | None = None  # the next coalesced frame, when one is due
         self.flush_tasks: set[asyncio.Task] = set()
         self.paced = False  # the client calls `idle` between reads: frames are cut there, not by timers
@@ -160,6 +177,7 @@ class Generation:
         self.shutdown_requested = False
         self.finished = False
         self.frame_max_chars = settings.CHAT_FRAME_MAX_CHARS  # read per token: not through the settings proxy
+        self.slot = next(_slots)  # its ticks on the frame clock (next_frame_at)
         self.title_wanted = prepared.needs_title  # a first answer: titled once it has about a sentence
         # Set while the turn's transaction may still roll back (start_held): no frame and no save before it
         # is done; cancelled by abandon().
@@ -220,7 +238,7 @@ class Generation:
         if self.pending_chars >= self.frame_max_chars:
             return True
         if self.flush_timer is None:
-            wait = next_frame_at(self.last_flush, frame_interval(self.layer)) - self.loop.time()
+            wait = self.due - self.loop.time()
             if wait <= 0:
                 return True
             if not self.paced:
@@ -232,10 +250,9 @@ class Generation:
         and would wait for the network. Send the frame if one is due, and hold the socket's reads until the
         next is: tokens arriving meanwhile wait in the kernel and wake nothing, then one read takes them all."""
         self.paced = True
-        due = next_frame_at(self.last_flush, frame_interval(self.layer))
-        if self.pending and self.loop.time() >= due:
+        if self.pending and self.loop.time() >= self.due:
             await self._flush()
-            due = next_frame_at(self.last_flush, frame_interval(self.layer))
+        due = self.due
         if self.pending and self.flush_timer is None:
             # Text kept back for the next frame. Normally the read at `due` brings more and its idle() cuts
             # the frame (and cancels this timer); but if the provider falls silent there (a stall, a slow
@@ -270,6 +287,7 @@ class Generation:
             self.pending_chars = 0
             self.sent_text += chunk
             self.last_flush = self.loop.time()
+            self.due = next_frame_at(self.last_flush, frame_interval(self.layer), self.slot)
             await notify.to_conversation(
                 self.conversation_id, frames.delta(self.conversation_id, self.message_id, offset, chunk)
             )
