@@ -216,12 +216,16 @@ def test_answers_frames_fall_on_their_slots_of_one_process_clock_interval_apart(
                     due = generation.next_frame_at(flushed, interval, slot)
                     ticks.append(due)
                     flushed = due + 0.0007  # the frame goes out just after it was due
-                assert all(abs((t - offset) / interval - round((t - offset) / interval)) < 1e-6 for t in ticks)
+                assert all(
+                    abs((t - offset) / interval - round((t - offset) / interval)) < 1e-6 for t in ticks
+                )
                 assert all(abs(t / step - round(t / step)) < 1e-6 for t in ticks)  # on the clock's ticks
                 assert ticks[0] - first_frame >= interval / 2
                 assert all(abs((b - a) - interval) < 1e-6 for a, b in itertools.pairwise(ticks))
         # One frame time per slot within an interval: the answers' frames are spread, not gathered.
-        due_times = {round(generation.next_frame_at(5.0, interval, slot) % interval, 6) for slot in range(slots)}
+        due_times = {
+            round(generation.next_frame_at(5.0, interval, slot) % interval, 6) for slot in range(slots)
+        }
         assert len(due_times) == slots
 
 

@@ -164,7 +164,7 @@ class Generation:
         self.lock = asyncio.Lock()  # one frame at a time: keeps sync replies in order with live frames
         self.loop = asyncio.get_running_loop()
         self.last_flush = -float("inf")  # loop time the last frame was cut: the first text goes out at once
-        self.due = -float("inf")  # loop time the next frame is due (next_frame_at, once per frame: not per token)
+        self.due = -float("inf")  # loop time the next frame is due: next_frame_at, once per frame
         self.flush_timer: asyncio.TimerHandle | None = None  # the next coalesced frame, when one is due
         self.flush_tasks: set[asyncio.Task] = set()
         self.paced = False  # the client calls `idle` between reads: frames are cut there, not by timers
