@@ -78,6 +78,48 @@ def test_a_batch_refuses_each_bad_turn_alone(keys, alice, charlie, sim_model):
     assert texts[0] == "First" and texts[-1] == "Second"
 
 
+def test_a_batch_counts_each_users_turns_per_minute_with_its_own_sends(
+    keys, alice, charlie, sim_model, settings
+):
+    """The rate limit, read once for the whole batch (limits.recent_answers): answers asked for in the last
+    minute count, older ones and imported ones don't, and a user's earlier sends in the same batch count
+    against the later ones; another user's turns are not held to it."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from conversations.models import ImportJob, UserQuota
+
+    UserQuota.objects.create(user=alice, turns_per_minute=3)
+    alice_key, charlie_key = keys
+    recent = do_send_turn(alice, conversation_id=None, text="A minute ago").conversation
+    idle(recent)
+    old = do_send_turn(alice, conversation_id=None, text="An hour ago").conversation
+    idle(old)
+    Message.objects.filter(conversation=old).update(created_at=timezone.now() - dt.timedelta(hours=1))
+    imported = do_send_turn(alice, conversation_id=None, text="Imported").conversation
+    idle(imported)
+    job = ImportJob.objects.create(owner=alice, status=ImportJob.Status.DONE)
+    Message.objects.filter(conversation=imported).update(imported_by=job)
+    outcomes = run([send(alice_key, None, f"Now {i}") for i in range(3)] + [send(charlie_key, None, "Mine")])
+    first, second, third, charlies = outcomes
+    assert first.prepared is not None and second.prepared is not None  # 1 recent + 1, + 2: within 3
+    assert isinstance(third, errors.RateLimited) and "3 messages a minute" in str(third)
+    assert charlies.prepared is not None
+    # Refused, it wrote nothing: alice has her three earlier chats and the batch's two.
+    assert Conversation.objects.filter(owner=alice).count() == 5
+    # One counting query for the batch, whatever its size.
+    with CaptureQueriesContext(connection) as queries:
+        run([send(charlie_key, None, f"More {i}") for i in range(4)])
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert len(counts) == 2, counts  # answers running, answers in the last minute
+    settings.CHAT_TURNS_PER_MINUTE = 0  # no limit for charlie: nothing to count
+    with CaptureQueriesContext(connection) as queries:
+        run([send(charlie_key, None, "Unlimited")])
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert len(counts) == 1, counts  # answers running
+
+
 def test_a_batch_keeps_group_restricted_models_to_their_groups(keys, alice, charlie, sim_model, gpt4):
     alice_key, charlie_key = keys
     premium = Group.objects.create(name="premium")

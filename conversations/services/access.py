@@ -118,6 +118,10 @@ class SessionUsers:
     def user_ids(self) -> list:
         return list(self._users)
 
+    def users(self) -> list:
+        """Every user found (active or not: `user` refuses the inactive ones)."""
+        return list(self._users.values())
+
     def user(self, session_key: str | None):
         """As user_from_session: the session's active user, or Unauthenticated."""
         session = self._sessions.get(session_key or "")

@@ -52,14 +52,22 @@ def lock_users(user_ids: list) -> None:
     )
 
 
-def check_rate(user, limits: quotas.Limits | None = None) -> None:
+RATE_WINDOW = dt.timedelta(minutes=1)  # turns_per_minute counts the answers asked for in this window
+
+
+def check_rate(user, limits: quotas.Limits | None = None, recent: int | None = None) -> None:
+    """Refuse a turn past the user's turns_per_minute. `recent`: the answers they asked for in the last
+    minute, when the caller has counted them (a batch of turns: `recent_answers`); else one query."""
     limit = (limits or quotas.limits_for(user)).turns_per_minute
     if not limit:
         return
-    since = timezone.now() - dt.timedelta(minutes=1)
-    recent = Message.objects.filter(
-        conversation__owner=user, role=Message.Role.ASSISTANT, created_at__gte=since, imported_by__isnull=True
-    ).count()
+    if recent is None:
+        recent = Message.objects.filter(
+            conversation__owner=user,
+            role=Message.Role.ASSISTANT,
+            created_at__gte=timezone.now() - RATE_WINDOW,
+            imported_by__isnull=True,
+        ).count()
     if recent >= limit:
         raise RateLimited(f"You can send {limit} messages a minute. Wait a moment and try again.")
 
@@ -115,6 +123,12 @@ def _refusal(period: str, limit, used, held, need, fmt, when: quotas.Periods) ->
 
 
 # --- Answers running at once ------------------------------------------------------------------------------
+
+
+def recent_answers(user_ids) -> dict:
+    """check_rate's count for several users at once (a batch of turns), in one query: user pk -> answers asked
+    for in the last minute (absent: none)."""
+    return plain_reads.recent_answers(sorted(user_ids), timezone.now() - RATE_WINDOW)
 
 
 def running_answers(user_ids) -> dict:

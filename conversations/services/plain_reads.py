@@ -233,6 +233,20 @@ def images_of(conversation_pks: Sequence[int]) -> list[tuple[Attachment, int]]:
     )
 
 
+def recent_answers(user_ids: Sequence, since) -> dict:
+    """How many answers each user asked for since `since` (imported ones aside): the turns-per-minute limit."""
+    if not user_ids:
+        return {}
+    c, m = _CONVERSATIONS, _MESSAGES
+    sql = (
+        f"SELECT {c.column('owner')}, COUNT(*) FROM {m.table()} "  # noqa: S608
+        f"JOIN {c.table()} ON {c.column('id')} = {m.column('conversation')} "
+        f"WHERE {c.column('owner')} IN ({_placeholders(user_ids)}) AND {m.column('role')} = %s "
+        f"AND {m.column('created_at')} >= %s AND {m.column('imported_by')} IS NULL GROUP BY {c.column('owner')}"
+    )
+    return dict(_fetch(sql, [*user_ids, Message.Role.ASSISTANT, *_prep(Message, "created_at", [since])]))
+
+
 def running_answers(user_ids: Sequence) -> dict:
     """How many answers each user has pending or streaming, in any process."""
     if not user_ids:

@@ -497,8 +497,13 @@ class TurnBatch:
         self.choices = ModelChoices()
         self.histories = tree.histories([c.pk for c in self.conversations.values()])
         self._claimed: set[int] = set()  # conversations that got an answer in this batch: busy now
-        # Answers each user has running (any process), counted up as this batch starts more.
+        # Answers each user has running (any process), counted up as this batch starts more; and answers each
+        # asked for in the last minute (the rate limit), likewise: one query each for the whole batch, where
+        # a query per turn was a round trip per turn inside the batch's transaction (bench/README.md,
+        # "Session 11").
         self.running = limits.running_answers(self.sessions.user_ids())
+        rated = [user.pk for user in self.sessions.users() if _limits(user).turns_per_minute]
+        self.recent = limits.recent_answers(rated)
 
     def start_all(self, on_started=None) -> list[StartedTurn | Exception]:
         """Check, prepare and write every turn; `on_started([(index, prepared), ...])` is called with the
@@ -525,6 +530,7 @@ class TurnBatch:
                     if on_started is not None and started.prepared is not None:
                         on_started([(index, started.prepared)])
                 self.running[user.pk] = running + 1
+                self.recent[user.pk] = self.recent.get(user.pk, 0) + 1
             except Exception as exc:  # that turn alone is refused (a ServiceError) or failed
                 outcomes[index] = exc
         self._write(planned, outcomes, on_started)
@@ -555,7 +561,7 @@ class TurnBatch:
             conversation = Conversation(owner=user)
         conversation.owner = user  # the same row, already loaded: spares the reservation a query
         user_limits = _limits(user)
-        limits.check_rate(user, user_limits)
+        limits.check_rate(user, user_limits, self.recent.get(user.pk, 0))
         attachments = _claim_attachments(user, data["attachments"] or [], chat_model)
         if data["params"] is not None:
             conversation.params = {k: v for k, v in data["params"].items() if k in PARAM_KEYS}
