@@ -705,7 +705,7 @@ class Bench:
             "statements per answer": statements,
             "wall time": elapsed,
             "other load": max(others, 0.0) / elapsed,  # cores busy with processes not ours
-            "simulator cores": upstream_cpu / elapsed,  # it shares the machine: CPU it takes, the servers lack
+            "simulator cores": upstream_cpu / elapsed,  # on the same machine: what it takes, servers lack
             "sockets per process": spread,
             "client processes": len(stats),
             "client CPU per answer": sum(s["cpu"] for s in stats) / max(answers, 1),
