@@ -261,6 +261,10 @@ CHAT_UPSTREAM_KEEPALIVE = env_int("CHAT_UPSTREAM_KEEPALIVE", 100, minimum=0)
 # --- Realtime engine ----------------------------------------------------------------------------------------
 # Streamed text is coalesced into frames at most this often, or sooner when this many characters wait.
 CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.04, minimum=0.005)
+# ...but with few answers running, frames of one answer are at least this long apart divided by their number
+# (0.2: 200 ms for a lone answer, 100 ms for two...): a quiet process pays about a millisecond to wake for a
+# frame, and the browser reveals each frame's text smoothly over the interval. 0: always CHAT_FRAME_INTERVAL.
+CHAT_QUIET_FRAME_INTERVAL = env_float("CHAT_QUIET_FRAME_INTERVAL", 0.2, minimum=0)
 CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 2000, minimum=1)
 # Python's cycle collector runs after this many net allocations in a serving process (Python's default: 700),
 # and what start-up loaded is frozen out of its runs (conversations/engine/__init__.py). 0: Python's defaults.

@@ -185,6 +185,7 @@ async def test_running_answers_send_fewer_frames_while_turns_wait_to_start(setti
     from channels.layers import get_channel_layer
 
     settings.CHAT_FRAME_INTERVAL = 0.04
+    settings.CHAT_QUIET_FRAME_INTERVAL = 0  # the quiet process's longer frames: the test below
     layer = get_channel_layer()
     assert generation.frame_interval(layer) == 0.04
     registry.ADMITTING += 2
@@ -237,18 +238,49 @@ def test_frame_intervals_are_whole_ticks_of_the_frame_clock(settings):
     from conversations.engine import registry
 
     settings.CHAT_FRAME_INTERVAL = 0.04
+    settings.CHAT_QUIET_FRAME_INTERVAL = 0.2
     layer = InMemoryChannelLayer()
     budget = generation.PROCESS_FRAMES_PER_SECOND["in-memory"]
     saved = dict(registry.RUNNING)
     try:
-        for running in (0, 1, 79, 81, 219, 220, 221, 500):
+        for running in (0, 1, 2, 3, 6, 79, 81, 219, 220, 221, 500):
             registry.RUNNING.clear()
             registry.RUNNING.update({-(i + 1): object() for i in range(running)})
             interval = generation.frame_interval(layer)
             ticks = interval / generation.FRAME_SLOT
             assert abs(ticks - round(ticks)) < 1e-9
-            assert interval >= max(0.04, running / budget) - 1e-9
-            assert interval < max(0.04, running / budget) + generation.FRAME_SLOT
+            expected = max(0.04, running / budget, 0.2 / max(1, running))
+            assert expected - 1e-9 <= interval < expected + generation.FRAME_SLOT
+    finally:
+        registry.RUNNING.clear()
+        registry.RUNNING.update(saved)
+
+
+def test_a_quiet_process_sends_a_lone_answer_fewer_larger_frames(settings):
+    """engine/generation.frame_interval: with N answers running, frames are at least
+    CHAT_QUIET_FRAME_INTERVAL / N apart (a frame of an otherwise idle process costs about ten times one of a
+    busy process); from CHAT_QUIET_FRAME_INTERVAL / CHAT_FRAME_INTERVAL answers on, CHAT_FRAME_INTERVAL
+    again; 0 turns it off."""
+    from channels.layers import InMemoryChannelLayer
+
+    from conversations.engine import registry
+
+    settings.CHAT_FRAME_INTERVAL = 0.04
+    settings.CHAT_QUIET_FRAME_INTERVAL = 0.2
+    layer = InMemoryChannelLayer()
+    saved = dict(registry.RUNNING)
+
+    def interval_with(running: int) -> float:
+        registry.RUNNING.clear()
+        registry.RUNNING.update({-(i + 1): object() for i in range(running)})
+        return generation.frame_interval(layer)
+
+    try:
+        assert [round(interval_with(n), 6) for n in (0, 1, 2, 4, 5, 6, 50)] == [
+            0.2, 0.2, 0.1, 0.05, 0.04, 0.04, 0.04,
+        ]  # fmt: skip
+        settings.CHAT_QUIET_FRAME_INTERVAL = 0  # read again when the setting changes
+        assert [round(interval_with(n), 6) for n in (0, 1, 2)] == [0.04, 0.04, 0.04]
     finally:
         registry.RUNNING.clear()
         registry.RUNNING.update(saved)

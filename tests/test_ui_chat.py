@@ -57,6 +57,53 @@ def test_an_answer_streams_in_shows_in_the_sidebar_and_survives_a_reload(chat, u
     expect(sidebar.get_by_role("link", name="Streaming test")).to_have_attribute("aria-current", "page")
 
 
+REVEAL_ANSWER = " ".join(f"step{i}" for i in range(80))
+
+# Every length the last answer's text takes, recorded by the page itself (a MutationObserver), and the delta
+# frames the socket received.
+RECORD_LENGTHS = """() => {
+    window.answerLengths = [];
+    new MutationObserver(() => {
+        const all = document.querySelectorAll("article.msg-assistant .markdown");
+        if (all.length) window.answerLengths.push(all[all.length - 1].textContent.length);
+    }).observe(document.querySelector(".messages"), { subtree: true, childList: true, characterData: true });
+}"""
+
+
+def _reveal_steps(page, upstream, prompt: str) -> tuple[list[int], int]:
+    """Send `prompt`, answered with REVEAL_ANSWER (80 tokens 20 ms apart); return the lengths the answer's
+    text took while it streamed and how many delta frames brought it."""
+    deltas = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda f: deltas.append(f) if '"type":"delta"' in f else None),
+    )
+    page.reload()  # the socket opens again, now watched
+    expect(composer(page)).to_be_editable()
+    page.evaluate(RECORD_LENGTHS)
+    upstream.enqueue(Reply(text=REVEAL_ANSWER, token_delay=0.02), Reply(text="Reveal test"))
+    send(page, prompt)
+    expect(last_answer(page).locator(".markdown")).to_have_text(REVEAL_ANSWER)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    lengths = page.evaluate("window.answerLengths")
+    assert lengths == sorted(lengths), "the text only ever grows"
+    return [n for n in lengths if 0 < n < len(REVEAL_ANSWER)], len(deltas)
+
+
+def test_a_lone_answer_is_revealed_at_a_steady_pace_between_its_frames(chat, upstream):
+    """A quiet server sends a lone answer in frames about 200 ms apart (CHAT_QUIET_FRAME_INTERVAL), several
+    tokens each; the page reveals each frame's text over the time to the next one (thread.js), so the text
+    grows in many more steps than frames came; with reduced motion asked for, each frame shows at once."""
+    page = chat
+    steps, frames = _reveal_steps(page, upstream, "Reveal it smoothly")
+    assert 3 <= frames <= 20, f"{frames} delta frames for an answer of 1.6 s"
+    assert len(set(steps)) >= 3 * frames, f"{len(set(steps))} steps of the text for {frames} frames"
+
+    page.emulate_media(reduced_motion="reduce")
+    steps, frames = _reveal_steps(page, upstream, "Now all at once")
+    assert len(set(steps)) <= frames, f"{len(set(steps))} steps of the text for {frames} frames"
+
+
 def test_a_reload_in_the_middle_of_an_answer_shows_it_whole_and_once(chat, upstream):
     page = chat
     upstream.enqueue(Reply(text=LONG_ANSWER, token_delay=0.02), Reply(text="Reload test"))

@@ -10,7 +10,8 @@ tab does not stop the answer. While it runs:
   provider's socket is not read at all (paced reads: the generation is the client's pacer, `idle`), so a
   frame's tokens are read in one go instead of waking the process once per token. The interval is stretched
   under load so that the whole process sends at most PROCESS_FRAMES_PER_SECOND frames: a frame costs the
-  same CPU whatever its size, so many concurrent answers get fewer, larger frames instead of a backlog;
+  same CPU whatever its size, so many concurrent answers get fewer, larger frames instead of a backlog. It is
+  stretched when the process is quiet too (CHAT_QUIET_FRAME_INTERVAL): see frame_interval;
 - the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL with every other running answer's
   (engine/checkpoints.py), never per token, without holding up the frames; the final save runs on the
   answer-saves thread (engine/db_threads.py), never behind a burst of new turns;
@@ -62,26 +63,37 @@ ADMISSION_FRAME_INTERVAL = 0.25
 ADMISSION_BACKLOG = 8
 
 
-# CHAT_FRAME_INTERVAL, read once: frame_interval runs for every frame of every answer, and a read through
-# Django's settings proxy was a few percent of the event loop at 200 answers (reset when tests change it).
-_base_interval: float | None = None
+# CHAT_FRAME_INTERVAL and CHAT_QUIET_FRAME_INTERVAL, read once: frame_interval runs for every frame of every
+# answer, and a read through Django's settings proxy was a few percent of the event loop at 200 answers (reset
+# when tests change them).
+_intervals: tuple[float, float] | None = None
 
 
 @receiver(setting_changed)
 def _forget_frame_interval(setting: str, **kwargs) -> None:
-    global _base_interval
-    if setting == "CHAT_FRAME_INTERVAL":
-        _base_interval = None
+    global _intervals
+    if setting in {"CHAT_FRAME_INTERVAL", "CHAT_QUIET_FRAME_INTERVAL"}:
+        _intervals = None
 
 
 def frame_interval(layer) -> float:
-    """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL, longer when many answers run, and
-    ADMISSION_FRAME_INTERVAL while a burst of turns waits to start. An answer's first frame is never held."""
-    global _base_interval
-    if _base_interval is None:
-        _base_interval = settings.CHAT_FRAME_INTERVAL
+    """Seconds between two frames of one answer: CHAT_FRAME_INTERVAL; longer when many answers run, and
+    ADMISSION_FRAME_INTERVAL while a burst of turns waits to start; longer when very few run (below). An
+    answer's first frame is never held.
+
+    A quiet process: with N answers running, frames are at least CHAT_QUIET_FRAME_INTERVAL / N apart (200 ms
+    for a lone answer, 100 ms for two, CHAT_FRAME_INTERVAL from five on). A frame of a process that sleeps
+    between frames costs about a millisecond of CPU (its wake-up from idle, cold caches: measured, 1 ms at N=1
+    against 0.1 ms a frame at N=200), so a lone 200-token answer cost 45-65 ms at 40 ms frames and about 20 at
+    200 ms (bench/README.md, "Session 12"). The user sees no lumps: the browser reveals each frame's text at a
+    steady pace over the interval (static/js/chat/thread.js); the text lands up to one interval later."""
+    global _intervals
+    if _intervals is None:
+        _intervals = (settings.CHAT_FRAME_INTERVAL, settings.CHAT_QUIET_FRAME_INTERVAL)
+    base, quiet = _intervals
+    running = len(registry.RUNNING)
     budget = PROCESS_FRAMES_PER_SECOND["in-memory" if isinstance(layer, InMemoryChannelLayer) else "redis"]
-    interval = max(_base_interval, len(registry.RUNNING) / budget)
+    interval = max(base, running / budget, quiet / max(1, running))
     if registry.ADMITTING >= ADMISSION_BACKLOG:
         interval = max(interval, ADMISSION_FRAME_INTERVAL)
     # A whole number of the clock's ticks: else the answers that computed it a moment apart, with a few more or

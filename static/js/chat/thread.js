@@ -1,6 +1,13 @@
 // The conversation pane: one <article> per message on the active branch, kept in step with the messages the
 // app holds. Answers render as sanitised markdown at most once per animation frame; the view follows the
 // bottom only while the reader is there, otherwise a "Jump to latest" button appears.
+//
+// Smooth reveal: a quiet server sends an answer's text in frames up to 200 ms apart (CHAT_QUIET_FRAME_INTERVAL,
+// docs/websocket-protocol.md), each holding several tokens. Shown as they come, they would land in lumps. So a
+// running answer's text is revealed at a steady pace instead: each frame's text over a little more than the
+// time between frames (measured here, not assumed), so the reveal neither stalls between frames nor falls
+// behind. The first text shows at once (time to first token), and so does everything that is not a live delta:
+// a reload's snapshot, a final answer, and all text for readers who ask for reduced motion.
 
 import { h, icon, iconButton, formatInt } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
@@ -10,6 +17,11 @@ const NEAR_BOTTOM_PX = 48;
 // Say what is happening while an answer waits: no first token after this long, or a silence mid-answer.
 const FIRST_TOKEN_NOTE_MS = 10_000;
 const STALL_NOTE_MS = 8_000;
+// The reveal (above): the time between frames is estimated from the frames that came (a moving average of
+// the gaps, a stall's long gap left out); each frame's backlog is revealed over REVEAL_STRETCH times it.
+const FRAME_GAP_MS = { initial: 100, min: 16, max: 600 };
+const REVEAL_STRETCH = 1.25;
+const REDUCED_MOTION = window.matchMedia("(prefers-reduced-motion: reduce)");
 
 export const isRunning = (message) => RUNNING.has(message.status);
 
@@ -75,6 +87,13 @@ class MessageView {
     this.id = message.id;
     this.role = message.role;
     this.renderedText = null;
+    // The smooth reveal: code units of the text shown (fractional: advanced per animation frame), the pace in
+    // code units per ms, when it last advanced, and the estimated time between frames.
+    this.shown = 0;
+    this.pace = 0;
+    this.revealedAt = 0;
+    this.frameGap = FRAME_GAP_MS.initial;
+    this.lastDeltaAt = 0;
     this.editing = false;
     this.detailsOpen = false;
     this.el = h("article", { class: `msg msg-${message.role}`, dataset: { id: message.id } });
@@ -156,10 +175,58 @@ class MessageView {
   /** Called by the thread's frame loop. Returns true when the DOM changed. */
   renderText() {
     const message = this.message;
-    if (!message || this.role !== "assistant" || message.content === this.renderedText) return false;
-    renderMarkdown(this.body, message.content);
-    this.renderedText = message.content;
+    if (!message || this.role !== "assistant") return false;
+    const text = this.visibleText(message);
+    if (text === this.renderedText) return false;
+    renderMarkdown(this.body, text);
+    this.renderedText = text;
     return true;
+  }
+
+  /** Live text arrived (a delta): pace its reveal over about the time until the next frame. */
+  deltaArrived() {
+    const now = performance.now();
+    const gap = now - this.lastDeltaAt;
+    if (this.lastDeltaAt && gap <= FRAME_GAP_MS.max) {
+      this.frameGap = 0.7 * this.frameGap + 0.3 * Math.max(gap, FRAME_GAP_MS.min);
+    }
+    this.lastDeltaAt = now;
+    const length = this.message.content.length;
+    if (this.shown < 1) {
+      this.shown = length; // the answer's first text: at once
+      return;
+    }
+    this.advance(now);
+    this.pace = (length - this.shown) / (REVEAL_STRETCH * this.frameGap);
+  }
+
+  advance(now) {
+    if (this.revealedAt) this.shown += this.pace * (now - this.revealedAt);
+    this.revealedAt = now;
+  }
+
+  /** The text to show now: the whole of it, or while it streams the part the reveal has reached. */
+  visibleText(message) {
+    const text = message.content;
+    if (!isRunning(message) || REDUCED_MOTION.matches || this.renderedText === null) {
+      this.shown = text.length;
+      return text;
+    }
+    this.advance(performance.now());
+    if (this.shown >= text.length) {
+      this.shown = text.length;
+      return text;
+    }
+    let end = Math.max(1, Math.floor(this.shown));
+    const code = text.charCodeAt(end - 1);
+    if (code >= 0xd800 && code <= 0xdbff) end += 1; // never half a surrogate pair
+    return text.slice(0, end);
+  }
+
+  /** More text waits to be revealed. */
+  get revealing() {
+    return this.role === "assistant" && this.renderedText !== null && this.renderedText !== this.message?.content
+      && isRunning(this.message);
   }
 
   renderNotes(message) {
@@ -420,6 +487,7 @@ export class Thread {
   textChanged(id) {
     const view = this.views.get(id);
     if (view) {
+      view.deltaArrived();
       view.waitSince = performance.now();
       if (view.message.retry) view.message.retry = null;
       view.renderWaitNote();
@@ -444,13 +512,18 @@ export class Thread {
     if (!this.dirty.size) return;
     const follow = this.following;
     const started = performance.now();
-    for (const view of this.dirty) view.renderText();
+    const revealing = [];
+    for (const view of this.dirty) {
+      view.renderText();
+      if (view.revealing) revealing.push(view);
+    }
     this.dirty.clear();
     const cost = performance.now() - started;
     // Long answers cost more to re-parse: render them less often rather than drop frames.
     this.nextRenderAt = performance.now() + (cost > 8 ? Math.min(cost * 4, 400) : 0);
     if (follow) this.scrollToBottom();
     else this.jump.hidden = this.atBottom();
+    for (const view of revealing) this.scheduleRender(view); // the reveal goes on at the next frame
   }
 
   async onClick(event) {
