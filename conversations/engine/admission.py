@@ -31,9 +31,12 @@ from conversations.services.turns import StartedTurn, TurnBatch, TurnRequest
 
 logger = logging.getLogger(__name__)
 
-# At most this many turns per database call: a batch's answers start when its call returns, so a huge batch
-# would hold its first turns back for the last ones.
-MAX_BATCH = 32
+# At most this many turns per database call: a batch's answers are acknowledged when its call returns, so a
+# huge batch would hold its first turns back for the last ones. Their requests leave earlier (above), and the
+# batches of a burst run one after another, each paying a round of hand-offs between the event loop and the
+# database thread: 32 a batch gave two processes on PostgreSQL, N=400, 460-492 ms at p95; 128 gave 363-413
+# (bench/README.md, "Session 12"). SQLite, one process: N=200 the same, N=500 638/717 -> 567/582 ms.
+MAX_BATCH = 128
 
 
 @dataclass
