@@ -59,11 +59,42 @@ def _log_collections(path: Path) -> None:
     gc.callbacks.append(logged)
 
 
+def _record_garbage(path: Path) -> None:
+    """What the cycle collector frees, by type (objects that only a collection can free: reference cycles),
+    summed over the process's life and rewritten to `path` after every collection. DEBUG_SAVEALL keeps
+    them in gc.garbage for a moment, so each collection's haul is counted and then dropped."""
+    import collections
+    import gc
+
+    totals: collections.Counter[str] = collections.Counter()
+
+    def counted(phase: str, info: dict) -> None:
+        if phase != "stop" or not gc.garbage:
+            return
+        totals.update(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
+        gc.garbage.clear()
+        path.write_text("".join(f"{n} {name}\n" for name, n in totals.most_common(60)))
+
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.callbacks.append(counted)
+
+
+def _write_object_counts(path: Path) -> None:
+    """Live objects the cycle collector tracks, by type (to find what grows with the turns served)."""
+    import collections
+    import gc
+
+    counts = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    path.write_text("".join(f"{n} {name}\n" for name, n in counts.most_common(80)))
+
+
 def main() -> None:
     if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments only
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     if os.environ.get("BENCH_GC_LOG"):
         _log_collections(Path(f"{os.environ['BENCH_GC_LOG']}.{os.getpid()}"))
+    if os.environ.get("BENCH_GC_GARBAGE"):
+        _record_garbage(Path(f"{os.environ['BENCH_GC_GARBAGE']}.{os.getpid()}"))
     from django.db.backends.signals import connection_created
 
     connection_created.connect(_on_connection)
@@ -73,6 +104,9 @@ def main() -> None:
         # once a second (daphne's housekeeping timers), so the file appears within about a second.
         path = Path(f"{counts_file}.{os.getpid()}")
         signal.signal(signal.SIGUSR1, lambda *_: _write_counts(path))
+    if os.environ.get("BENCH_OBJECTS_FILE"):  # kill -USR2 <pid>: live objects by type, for leak hunting
+        objects = Path(f"{os.environ['BENCH_OBJECTS_FILE']}.{os.getpid()}")
+        signal.signal(signal.SIGUSR2, lambda *_: _write_object_counts(objects))
     from daphne.cli import CommandLineInterface
 
     sys.argv = ["daphne", *sys.argv[1:]]
