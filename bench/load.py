@@ -1034,7 +1034,9 @@ class Bench:
         lines += self.footer()
         targets = "Targets:"
         if self.args.postgres and self.args.workers == 1:
-            targets = "The SQLite targets, for comparison (PostgreSQL's own target is for two processes, N=400):"
+            targets = (
+                "The SQLite targets, for comparison (PostgreSQL's own target is for two processes, N=400):"
+            )
         lines += ["", targets, "", "| target | limit | measured | met |", "|---|---|---|---|"]
         for name, limit, shown, ok in self.verdicts():
             lines.append(f"| {name} | {limit} | {shown} | {'yes' if ok else '**no**'} |")
