@@ -18,8 +18,11 @@ const NEAR_BOTTOM_PX = 48;
 const FIRST_TOKEN_NOTE_MS = 10_000;
 const STALL_NOTE_MS = 8_000;
 // The reveal (above): the time between frames is estimated from the frames that came (a moving average of
-// the gaps, a stall's long gap left out); each frame's backlog is revealed over REVEAL_STRETCH times it.
-const FRAME_GAP_MS = { initial: 100, min: 16, max: 600 };
+// the gaps); each frame's backlog is revealed over REVEAL_STRETCH times it. A frame more than `max` after
+// the one before shows at once: the server's frames are at most 200 ms apart while tokens come faster, so a
+// longer gap means the provider itself is slower than the frames (or paused), each frame holds a token or
+// two, and pacing them would only delay them.
+const FRAME_GAP_MS = { initial: 100, min: 16, max: 250 };
 const REVEAL_STRETCH = 1.25;
 const REDUCED_MOTION = window.matchMedia("(prefers-reduced-motion: reduce)");
 
@@ -187,15 +190,15 @@ class MessageView {
   deltaArrived() {
     const now = performance.now();
     const gap = now - this.lastDeltaAt;
-    if (this.lastDeltaAt && gap <= FRAME_GAP_MS.max) {
-      this.frameGap = 0.7 * this.frameGap + 0.3 * Math.max(gap, FRAME_GAP_MS.min);
-    }
+    const first = !this.lastDeltaAt;
     this.lastDeltaAt = now;
     const length = this.message.content.length;
-    if (this.shown < 1) {
-      this.shown = length; // the answer's first text: at once
+    if (first || this.shown < 1 || gap > FRAME_GAP_MS.max) {
+      this.shown = length; // the answer's first text, or a frame after a long gap: at once
+      this.pace = 0;
       return;
     }
+    this.frameGap = 0.7 * this.frameGap + 0.3 * Math.max(gap, FRAME_GAP_MS.min);
     this.advance(now);
     this.pace = (length - this.shown) / (REVEAL_STRETCH * this.frameGap);
   }
