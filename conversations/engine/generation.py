@@ -13,8 +13,9 @@ tab does not stop the answer. While it runs:
   same CPU whatever its size, so many concurrent answers get fewer, larger frames instead of a backlog. It is
   stretched when the process is quiet too (CHAT_QUIET_FRAME_INTERVAL): see frame_interval;
 - the partial text and a heartbeat are saved every CHAT_CHECKPOINT_INTERVAL with every other running answer's
-  (engine/checkpoints.py), never per token, without holding up the frames; the final save runs on the
-  answer-saves thread (engine/db_threads.py), never behind a burst of new turns;
+  (engine/checkpoints.py, started by a frame when one is due), never per token, without holding up the
+  frames; the final save runs on the answer-saves thread (engine/db_threads.py), never behind a burst of new
+  turns;
 - `stop` and `sync` requests from any socket in any process reach it through engine/control.py (one
   listener per process, not one per answer). A `sync` is answered with the text the asker lacks, sent in
   order with the live frames, which is what makes resume exact.
@@ -37,7 +38,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from conversations import metrics
-from conversations.engine import control, frames, notify, registry, titles
+from conversations.engine import checkpoints, control, frames, notify, registry, titles
 from conversations.engine.db_threads import on_saves_thread
 from conversations.llm import errors as llm_errors
 from conversations.llm.client import ClientConfig, open_stream
@@ -311,6 +312,7 @@ class Generation:
             )
             if not offset:  # the answer's first frame: its time to first token
                 metrics.first_frame(self.received_at, self.requested_at, self.last_flush)
+            checkpoints.frame_sent(self.loop, self.last_flush)  # the process's checkpoint, if one is due
             if self.title_wanted and titles.answer_is_enough(self.sent_text):  # once per frame, not per token
                 self.title_wanted = False
                 titles.start(self.prepared, self.result, self.sent_text)
