@@ -114,6 +114,37 @@ async def test_a_live_answer_with_a_late_heartbeat_is_not_swept_by_its_own_proce
     assert (await Message.objects.aget(pk=turn.assistant.pk)).status == "interrupted"
 
 
+async def test_frames_start_the_checkpoints_and_a_silent_answer_keeps_its_heartbeat(
+    settings, upstream, alice, sim_model
+):
+    """engine/checkpoints.py: while the provider is silent (no frames), a timer refreshes the answer's heartbeat
+    every two checkpoint intervals at most, so no process sweeps it; once text flows, the frames start the
+    checkpoints and the partial text is saved before the answer ends."""
+    settings.CHAT_CHECKPOINT_INTERVAL = 0.1
+    upstream.enqueue(Reply(text=LONG_ANSWER, ttft=1.2, token_delay=0.01), Reply(text="A title"))
+    turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Think before you answer")
+    task = await start_answer(turn, alice)
+
+    beats = set()
+    silent_until = time.monotonic() + 1.0
+    while time.monotonic() < silent_until:
+        message = await Message.objects.aget(pk=turn.assistant.pk)
+        assert not message.content
+        beats.add(message.heartbeat_at)
+        await asyncio.sleep(0.03)
+    assert len(beats) >= 4, f"the heartbeat moved {len(beats) - 1} times in 1 s of silence"
+
+    partial = ""
+    while not task.done():
+        message = await Message.objects.aget(pk=turn.assistant.pk)
+        if message.status == Message.Status.STREAMING and len(message.content) > len(partial):
+            partial = message.content
+        await asyncio.sleep(0.05)
+    await task
+    assert partial and partial != LONG_ANSWER and LONG_ANSWER.startswith(partial)
+    assert (await Message.objects.aget(pk=turn.assistant.pk)).content == LONG_ANSWER
+
+
 async def test_a_500_token_answer_costs_a_handful_of_database_writes(upstream, alice, sim_model):
     writes: list[str] = []
 
