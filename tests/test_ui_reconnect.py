@@ -3,9 +3,12 @@ the answer it was writing is kept and marked, ready for Retry; the reader scroll
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
+from conversations.models import Message
 from conversations.testing.upstream import Reply
 from tests.ui import answer_text, last_answer, log_in, open_chat, send, wait_for_answer_text
 
@@ -74,3 +77,45 @@ def test_after_a_server_crash_the_page_reconnects_and_keeps_the_partial_answer(
     answer.get_by_role("button", name="Retry").click()
     expect(last_answer(page).locator(".markdown")).to_have_text("Try again: done.")
     expect(last_answer(page).get_by_role("group", name="Versions")).to_contain_text("2/2")
+
+
+def test_a_message_sent_before_the_socket_is_up_goes_out_once_it_is(
+    browser_orm, live_server_daphne, client, alice, sim_model, upstream, context, page
+):
+    """Someone who types and presses Enter the moment the page appears must not be told off: the words stay in
+    the box with a note, and go out by themselves when the server says hello."""
+    held: list = []
+    routes: list = []
+
+    def hold_the_server(ws):
+        # A real server connection whose frames to the page (the hello first) wait until the test lets them.
+        routes.append(ws)
+        ws.connect_to_server().on_message(
+            lambda message: ws.send(message) if not held and released else held.append(message)
+        )
+
+    released = False
+
+    page.route_web_socket(re.compile(r"^ws://"), hold_the_server)
+    log_in(context, live_server_daphne, client, alice)
+    page.set_default_timeout(15_000)
+    page.goto(live_server_daphne.url + "/")
+    upstream.enqueue(Reply(text="Sent at last."), Reply(text="Queued"))
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("Typed at once")
+    box.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("sent as soon as the connection is up")
+    expect(box).to_have_value("Typed at once")
+    expect(page.get_by_role("status").filter(has_text="Connecting")).to_be_attached()
+    page.wait_for_timeout(300)
+    assert upstream.chat_requests == [], "nothing may go out before the socket is up"
+
+    (route,) = routes
+    released = True
+    while held:  # the hello, at last; later frames pass as they come
+        route.send(held.pop(0))
+    expect(last_answer(page).locator(".markdown")).to_have_text("Sent at last.")
+    expect(box).to_have_value("")
+    expect(page.get_by_role("alert")).to_be_hidden()
+    assert upstream.chat_requests[0].json["messages"][-1]["content"] == "Typed at once"
+    assert list(Message.objects.filter(role="user").values_list("content", flat=True)) == ["Typed at once"]

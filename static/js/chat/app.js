@@ -32,6 +32,7 @@ class ChatApp {
     this.refCounter = 0;
     this.pendingSend = null; // {ref, text, attachments} until its ack or error
     this.unacked = null; // a send whose socket dropped before the ack: {text, attachments, conversation}
+    this.sendOnOpen = null; // {conversation}: the user pressed Send while the socket was down
     this.settingsFor = undefined; // the conversation whose model and settings the composer shows
     this.loading = Boolean(this.conversationId);
 
@@ -101,6 +102,12 @@ class ChatApp {
       if (!this.conversationId) this.restoreUnacked();
     }
     if (this.conversationId) this.connection.send({ type: "open", conversation: this.conversationId, ref: "open" });
+    const queued = this.sendOnOpen;
+    this.sendOnOpen = null;
+    if (queued && queued.conversation === this.conversationId && !this.pendingSend && !this.unacked) {
+      this.composer.showError("");
+      this.composer.submit();
+    }
   }
 
   restoreUnacked() {
@@ -346,9 +353,13 @@ class ChatApp {
 
   send(text) {
     if (!this.connection.isOpen) {
-      this.composer.showError("Not connected. Your message is still here; send it once the connection is back.");
+      // Typed before the socket was up (a fresh page, a reconnect): the words stay in the box and go out by
+      // themselves once the server says hello, unless the user changes chats or empties the box meanwhile.
+      this.sendOnOpen = { conversation: this.conversationId };
+      this.composer.showError("Connecting… your message stays here and is sent as soon as the connection is up.");
       return false;
     }
+    this.sendOnOpen = null;
     const ref = this.nextRef();
     const frame = {
       type: "send",
@@ -406,6 +417,7 @@ class ChatApp {
     this.path = [];
     this.conversation = null;
     this.pendingSend = null;
+    this.sendOnOpen = null;
     this.thread.setPath([]);
   }
 
