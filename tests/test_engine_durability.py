@@ -209,6 +209,44 @@ async def test_text_read_before_the_provider_falls_silent_still_goes_out(
         await task
 
 
+async def test_a_steady_stream_s_frames_carry_the_text_their_read_brought(
+    upstream, alice, sim_model, monkeypatch, settings
+):
+    """Paced reads: at a frame's due time the reader takes what arrived meanwhile, and that read's text goes
+    out in that frame. The timer kept for a provider that falls silent must not beat the read to it: it did
+    (timers of one instant run in no set order) and sent the previous read's text instead, one interval late,
+    from a task of its own. Here a provider that never pauses leaves that timer nothing to send."""
+    from conversations.engine import notify
+
+    settings.CHAT_FRAME_INTERVAL = 0.1
+    settings.CHAT_QUIET_FRAME_INTERVAL = 0
+    words = [f"w{i} " for i in range(60)]
+    upstream.enqueue(Reply(tokens=words, token_delay=0.01), Reply(text="A title"))
+    turn = await sync_to_async(do_send_turn)(alice, conversation_id=None, text="Keep going")
+    by_timer = []
+    flush_later = generation.Generation._flush_later
+
+    def timed_out(self):
+        if self.pending and not self.finished:
+            by_timer.append("".join(self.pending))
+        flush_later(self)
+
+    monkeypatch.setattr(generation.Generation, "_flush_later", timed_out)
+    deltas = []
+    to_conversation = notify.to_conversation
+
+    async def record(conversation_id, frame):
+        if frame["type"] == "delta":
+            deltas.append(frame["text"])
+        await to_conversation(conversation_id, frame)
+
+    monkeypatch.setattr(notify, "to_conversation", record)
+    await (await start_answer(turn, alice))
+    assert "".join(deltas) == "".join(words)
+    assert len(deltas) >= 4  # about one a tenth of a second over 0.6 s
+    assert len(by_timer) <= 1, by_timer  # a loop late enough for the timer to fire first, once at most
+
+
 async def test_running_answers_send_fewer_frames_while_turns_wait_to_start(settings):
     """engine/generation.frame_interval: while a burst of turns waits for admission, running answers' frames
     come at most every ADMISSION_FRAME_INTERVAL, so the event loop starts the waiting answers first; a turn

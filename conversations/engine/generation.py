@@ -250,12 +250,15 @@ class Generation:
         self.pending_chars += len(text)
         if self.pending_chars >= self.frame_max_chars:
             return True
+        if self.paced:
+            # The frame is cut by idle(), once the whole read is handed over: cut here, at the read's first
+            # token, the rest of what that read brought would wait a whole interval for the next frame.
+            return False
         if self.flush_timer is None:
             wait = self.due - self.loop.time()
             if wait <= 0:
                 return True
-            if not self.paced:
-                self.flush_timer = self.loop.call_later(wait, self._flush_later)
+            self.flush_timer = self.loop.call_later(wait, self._flush_later)
         return False
 
     async def idle(self) -> float:
@@ -269,8 +272,11 @@ class Generation:
         if self.pending and self.flush_timer is None:
             # Text kept back for the next frame. Normally the read at `due` brings more and its idle() cuts
             # the frame (and cancels this timer); but if the provider falls silent there (a stall, a slow
-            # tool call), nothing calls idle() again until bytes come: the timer sends what we have.
-            self.flush_timer = self.loop.call_at(due, self._flush_later)
+            # tool call), nothing calls idle() again until bytes come: the timer sends what we have. It is set
+            # a tick after `due`: on the same tick it fired before the read (timers of one instant run in no
+            # set order), and every frame then went out from a timer and a task of its own, with the text of
+            # the read before, an interval late.
+            self.flush_timer = self.loop.call_at(due + FRAME_SLOT, self._flush_later)
         return due
 
     def _flush_later(self) -> None:
