@@ -263,6 +263,9 @@ class Conversation(models.Model):
             # The sidebar: one user's live conversations, pinned first, newest first.
             models.Index(fields=["owner", "archived", "-pinned", "-updated_at"], name="conv_sidebar_idx"),
             models.Index(fields=["owner", "source_id"], name="conv_source_idx", condition=~Q(source_id="")),
+            # A user's conversations touched since a moment ago: the turns-per-minute limit counts the answers
+            # of those only (plain_reads.recent_answers), not of every conversation they ever had.
+            models.Index(fields=["owner", "updated_at"], name="conv_owner_updated_idx"),
         ]
 
     def __str__(self) -> str:
@@ -334,6 +337,14 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"], name="msg_conv_created_idx"),
             models.Index(
                 fields=["imported_by"], name="msg_imported_by_idx", condition=Q(imported_by__isnull=False)
+            ),
+            # Answers being written, by conversation: a turn's checks (is the conversation busy, how many
+            # answers its user has running) read these few rows, not the conversation's or user's history.
+            # Queries must spell the statuses out as literals for the index to apply (plain_reads).
+            models.Index(
+                fields=["conversation"],
+                name="msg_conv_active_idx",
+                condition=Q(status__in=["pending", "streaming"]),
             ),
             # The sweep for generations whose process died looks only at the few unfinished rows.
             models.Index(

@@ -153,3 +153,61 @@ def test_running_answers_and_sessions_match_the_orm(library, alice, charlie):
     Session.objects.filter(session_key=expired).update(expire_date=timezone.now() - dt.timedelta(seconds=1))
     found = plain_reads.session_data([live, expired, "no-such-key"], timezone.now())
     assert found == {live: Session.objects.get(session_key=live).session_data}
+
+
+def test_recent_answers_count_what_the_last_minute_asked_for(alice, charlie):
+    """The turns-per-minute count looks only at conversations updated since (conv_owner_updated_idx): an answer
+    written a moment ago is counted whichever conversation it is in; older ones are not."""
+    now = timezone.now()
+    since = now - dt.timedelta(minutes=1)
+
+    def answer(owner, *, age: dt.timedelta) -> None:
+        conversation = Conversation.objects.create(owner=owner, title="t")
+        question = Message.objects.create(
+            conversation=conversation, role="user", content="q", status="complete"
+        )
+        reply = Message.objects.create(
+            conversation=conversation, role="assistant", parent=question, content="a", status="complete"
+        )
+        Message.objects.filter(pk__in=[question.pk, reply.pk]).update(created_at=now - age)
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now - age)
+
+    answer(alice, age=dt.timedelta(seconds=5))
+    answer(alice, age=dt.timedelta(seconds=50))
+    for _ in range(3):  # history: touched long ago
+        answer(alice, age=dt.timedelta(days=30))
+    answer(charlie, age=dt.timedelta(seconds=10))
+    answer(charlie, age=dt.timedelta(minutes=3))
+    assert plain_reads.recent_answers([alice.pk, charlie.pk], since) == {alice.pk: 2, charlie.pk: 1}
+
+
+def test_turn_checks_read_the_answers_being_written_not_the_history(alice, library):
+    """What a turn reads about its user and conversation goes through the indexes made for it, so it stays as
+    fast for a user with years of history as for a new one (bench/large_account.py, "turn checks"). The
+    statuses are literals in the SQL: with parameters, neither database may use a partial index."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip(
+            "the plans checked are SQLite's (PostgreSQL chooses by table size; its figures are in the bench)"
+        )
+    since = timezone.now() - dt.timedelta(minutes=1)
+    queries = []
+
+    def record(execute, sql, params, many, context):
+        queries.append((sql, params))  # as sent: with its parameters still parameters
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        plain_reads.running_answers([alice.pk])
+        plain_reads.recent_answers([alice.pk], since)
+        plain_reads.conversations_for_turns([library["busy"].public_id])
+    plans = []
+    with connection.cursor() as cursor:
+        for sql, params in queries:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plans.append(" | ".join(row[-1] for row in cursor.fetchall()))
+    running, recent, for_turns = plans
+    assert "msg_conv_active_idx" in running, running
+    assert "conv_owner_updated_idx" in recent, recent
+    assert "msg_conv_active_idx" in for_turns, for_turns
