@@ -148,6 +148,15 @@ def _trace_loop(path: Path) -> None:
             cpu[key] += clock() - started
 
     selectors.EpollSelector.select = timed_select
+    threadsafe = asyncio.base_events.BaseEventLoop.call_soon_threadsafe
+
+    def counted_threadsafe(loop, callback, *args, **kwargs):
+        counts["(from a thread) " + name(callback)] += (
+            1  # a hand-off back to the loop: a wake-up if it sleeps
+        )
+        return threadsafe(loop, callback, *args, **kwargs)
+
+    asyncio.base_events.BaseEventLoop.call_soon_threadsafe = counted_threadsafe
 
     def write(*_args) -> None:
         path.write_text("".join(f"{n} {cpu[k] * 1000:.3f} {k}\n" for k, n in counts.most_common(120)))

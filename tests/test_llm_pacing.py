@@ -108,6 +108,19 @@ async def test_every_token_arrives_once_in_order_with_about_one_socket_read_per_
     assert len(pacer.idles) <= connection.receives  # idle() only when about to wait for the network
 
 
+async def test_a_paced_read_takes_what_waits_without_resuming_the_socket(upstream, connections):
+    """What arrived while the reads were held is read at the frame's time straight from the paused socket:
+    resuming its reading (an epoll registration and a pass of the loop, then unregistering it) is only for a
+    read that finds nothing waiting."""
+    upstream.enqueue(Reply(tokens=TOKENS[:100], token_delay=0.01))
+    pacer = RecordingPacer(0.05)
+    events, _, error, _ = await collect([make_route(upstream)], pacer)
+    assert error is None and [e.text for e in events if isinstance(e, TextDelta)] == TOKENS[:100]
+    (connection,) = connections
+    assert len(pacer.frames) >= 10  # a frame every 50 ms over about a second
+    assert connection.resumes <= 3, (connection.resumes, len(pacer.frames))
+
+
 async def test_without_a_pacer_reads_follow_the_tokens(upstream, connections):
     # The contrast for the test above (on a busy machine one read may carry several tokens, so loosely).
     upstream.enqueue(Reply(tokens=TOKENS[:50], token_delay=0.01))

@@ -74,6 +74,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.paced = False
         self.held = False
         self.receives = 0  # buffer_updated calls: recv()s that delivered bytes (tests count them)
+        self.resumes = 0  # a paced reader's waits that had to resume the socket's reading (tests count them)
         self.filled = False  # the last receive filled the whole buffer: more is probably waiting
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,11 +106,32 @@ class _Protocol(asyncio.BufferedProtocol):
                 self.socket_transport.pause_reading()
 
     def release(self) -> None:
-        """Pacing: take from the socket again (a timer calls this at the time the pacer asked for)."""
-        if self.held and self.socket_transport is not None:
-            self.held = False
-            if not (self.reading_paused and self.socket_transport is self.transport):
-                self.socket_transport.resume_reading()
+        """Pacing: take from the socket again (a timer calls this at the time the pacer asked for). A reader
+        waiting for this moment gets what arrived meanwhile at once: it is read from here, with the socket's
+        reading still paused, and stays paused. Resuming it meant an epoll registration, a pass of the loop
+        to learn it was readable, and an unregistration after the read: two system calls and a wake-up a
+        frame, 5% of the process at 100 turns/s (bench/README.md, "Session 13"). Reading resumes only when
+        the kernel had nothing (over TLS: no whole record)."""
+        if not self.held or self.socket_transport is None:
+            return
+        if self.waiter is not None and self._read_now():
+            return
+        self.held = False
+        if not (self.reading_paused and self.socket_transport is self.transport):
+            self.resumes += 1
+            self.socket_transport.resume_reading()
+
+    def _read_now(self) -> bool:
+        """One read of the paused socket, as the event loop would make when it is readable; True when it
+        delivered bytes (or the end). Through the selector transport's read handler, a private method of
+        asyncio's: where it is missing (another event loop), False, and reading resumes as before."""
+        transport = self.socket_transport
+        read = getattr(transport, "_read_ready", None)
+        if read is None or transport.is_closing() or self.reading_paused:
+            return False
+        receives = self.receives
+        read()
+        return self.receives != receives or self.eof
 
     def resume_after_high_water(self) -> None:
         self.reading_paused = False
@@ -308,6 +330,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def receives(self) -> int:
         """How many recv()s delivered bytes on this connection so far (over TLS: decrypted deliveries)."""
         return self._protocol.receives
+
+    @property
+    def resumes(self) -> int:
+        """How many times pacing resumed the socket's reading (the kernel had nothing when a read was due)."""
+        return self._protocol.resumes
 
     def get_extra_info(self, info: str) -> Any:
         transport = self._transport
