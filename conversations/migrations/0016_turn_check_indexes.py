@@ -5,19 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0015_search_settled_messages'),
+        ("conversations", "0015_search_settled_messages"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['owner', 'updated_at'], name='conv_owner_updated_idx'),
+            model_name="conversation",
+            index=models.Index(fields=["owner", "updated_at"], name="conv_owner_updated_idx"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status__in', ['pending', 'streaming'])), fields=['conversation'], name='msg_conv_active_idx'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status__in", ["pending", "streaming"])),
+                fields=["conversation"],
+                name="msg_conv_active_idx",
+            ),
         ),
     ]
