@@ -32,6 +32,22 @@ async def start_answer(turn, owner):
     return generation.start(await sync_to_async(prepare)(turn.assistant, turn.conversation, owner))
 
 
+def frames_sent(monkeypatch, kind: str) -> list[dict]:
+    """The frames of `kind` ("delta", "end"...) sent to conversations from now on, in order (filled as they go)."""
+    from conversations.engine import notify
+
+    sent: list[dict] = []
+    to_conversation = notify.to_conversation
+
+    async def record(conversation_id, frame):
+        if frame["type"] == kind:
+            sent.append(frame)
+        await to_conversation(conversation_id, frame)
+
+    monkeypatch.setattr(notify, "to_conversation", record)
+    return sent
+
+
 LONG_ANSWER = " ".join(f"token{i}" for i in range(400))
 
 
@@ -216,7 +232,6 @@ async def test_a_steady_stream_s_frames_carry_the_text_their_read_brought(
     out in that frame. The timer kept for a provider that falls silent must not beat the read to it: it did
     (timers of one instant run in no set order) and sent the previous read's text instead, one interval late,
     from a task of its own. Here a provider that never pauses leaves that timer nothing to send."""
-    from conversations.engine import notify
 
     settings.CHAT_FRAME_INTERVAL = 0.1
     settings.CHAT_QUIET_FRAME_INTERVAL = 0
@@ -232,17 +247,9 @@ async def test_a_steady_stream_s_frames_carry_the_text_their_read_brought(
         flush_later(self)
 
     monkeypatch.setattr(generation.Generation, "_flush_later", timed_out)
-    deltas = []
-    to_conversation = notify.to_conversation
-
-    async def record(conversation_id, frame):
-        if frame["type"] == "delta":
-            deltas.append(frame["text"])
-        await to_conversation(conversation_id, frame)
-
-    monkeypatch.setattr(notify, "to_conversation", record)
+    deltas = frames_sent(monkeypatch, "delta")
     await (await start_answer(turn, alice))
-    assert "".join(deltas) == "".join(words)
+    assert "".join(frame["text"] for frame in deltas) == "".join(words)
     assert len(deltas) >= 4  # about one a tenth of a second over 0.6 s
     assert len(by_timer) <= 1, by_timer  # a loop late enough for the timer to fire first, once at most
 
@@ -384,7 +391,6 @@ async def test_an_unforeseen_failure_mid_answer_ends_it_at_once_with_its_text(
     """A bug or an unexpected exception below the generation (not a provider error, which the client turns
     into an LLMError) must not leave the answer pending until the sweeper calls it interrupted a minute later:
     it ends at once as an error, with the text streamed so far saved, and the tabs get its `end`."""
-    from conversations.engine import notify
     from conversations.services import answers
 
     words = [f"w{i} " for i in range(60)]
@@ -399,16 +405,8 @@ async def test_an_unforeseen_failure_mid_answer_ends_it_at_once_with_its_text(
             raise RuntimeError("a bug in the frame path")
         return add_text(self, text)
 
-    ends = []
-    to_conversation = notify.to_conversation
-
-    async def record(conversation_id, frame):
-        if frame["type"] == "end":
-            ends.append(frame["message"])
-        await to_conversation(conversation_id, frame)
-
+    ends = frames_sent(monkeypatch, "end")
     monkeypatch.setattr(generation.Generation, "_add_text", failing_add_text)
-    monkeypatch.setattr(notify, "to_conversation", record)
     started = time.monotonic()
     await asyncio.wait_for(await start_answer(turn, alice), timeout=5)
     assert time.monotonic() - started < 3
@@ -416,4 +414,4 @@ async def test_an_unforeseen_failure_mid_answer_ends_it_at_once_with_its_text(
     assert message.status == "error" and message.error == answers.FAILED_ERROR
     assert "a bug in the frame path" in message.error_detail
     assert message.content and "".join(words).startswith(message.content)
-    assert [end["status"] for end in ends] == ["error"]
+    assert [end["message"]["status"] for end in ends] == ["error"]
