@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from conversations.models import Message
 from conversations.testing.upstream import Reply
-from tests.ui import answer_text, last_answer, log_in, open_chat, send, wait_for_answer_text
+from tests.ui import ARTIFACTS, answer_text, last_answer, log_in, open_chat, send, wait_for_answer_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -104,7 +104,11 @@ def test_a_message_sent_before_the_socket_is_up_goes_out_once_it_is(
     box = page.get_by_role("textbox", name="Message")
     box.fill("Typed at once")
     box.press("Enter")
-    expect(page.get_by_role("alert")).to_contain_text("sent as soon as the connection is up")
+    note = page.get_by_role("alert")
+    expect(note).to_contain_text("sent as soon as the connection is up")
+    expect(note).to_have_attribute("data-kind", "waiting")  # shown as a note, not in the error colour
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "composer-waiting-for-the-socket.png")
     expect(box).to_have_value("Typed at once")
     expect(page.get_by_role("status").filter(has_text="Connecting")).to_be_attached()
     page.wait_for_timeout(300)

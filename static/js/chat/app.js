@@ -356,7 +356,7 @@ class ChatApp {
       // Typed before the socket was up (a fresh page, a reconnect): the words stay in the box and go out by
       // themselves once the server says hello, unless the user changes chats or empties the box meanwhile.
       this.sendOnOpen = { conversation: this.conversationId };
-      this.composer.showError("Connecting… your message stays here and is sent as soon as the connection is up.");
+      this.composer.showError("Connecting… your message stays here and is sent as soon as the connection is up.", "waiting");
       return false;
     }
     this.sendOnOpen = null;

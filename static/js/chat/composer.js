@@ -108,10 +108,11 @@ export class Composer {
     this.updateSend();
   }
 
-  showError(text) {
+  /** Say what stops the message (`kind` "waiting": a note, not an error: it will go out by itself). */
+  showError(text, kind = "") {
     this.error.textContent = text;
     this.error.hidden = !text;
-    this.error.dataset.kind = text && text.includes("can't read images") ? "images" : "";
+    this.error.dataset.kind = kind || (text && text.includes("can't read images") ? "images" : "");
   }
 
   submit() {
