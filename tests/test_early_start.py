@@ -99,7 +99,7 @@ async def test_a_sends_request_leaves_before_its_rows_are_written(upstream, sim_
     inserts (with PostgreSQL it leaves after them, before the commit: services/turns.TurnBatch._write says
     why). The answer runs and is saved under its row, with the question, the branch and the context-trimmed
     flag the answer was prepared with."""
-    from django.db.models import QuerySet
+    from conversations.services import turns
 
     from tests.test_turns import make_history
 
@@ -107,20 +107,20 @@ async def test_a_sends_request_leaves_before_its_rows_are_written(upstream, sim_
     await sim_model.asave()
     conversation = await sync_to_async(make_history)(alice, sim_model, pairs=6)
     seen: dict = {}
-    original = QuerySet.bulk_create
+    original = turns.insert_rows
 
     before_inserts = not connection.features.has_select_for_update
 
-    def bulk_create(self, objs, *args, **kwargs):
-        if "first_insert" not in seen:
+    def insert_rows(objs):
+        if objs and "first_insert" not in seen:
             deadline = time.monotonic() + (5 if before_inserts else 0.3)
             while not chat_requests(upstream) and time.monotonic() < deadline:
                 time.sleep(0.01)
             seen["first_insert"] = bool(chat_requests(upstream))
-            seen["model"] = self.model
-        return original(self, objs, *args, **kwargs)
+            seen["model"] = type(objs[0])
+        return original(objs)
 
-    monkeypatch.setattr(QuerySet, "bulk_create", bulk_create)
+    monkeypatch.setattr(turns, "insert_rows", insert_rows)
     upstream.enqueue(Reply(text="Prepared before it was written.", ttft=0.0))
     communicator = await open_socket(alice)
     turn = {"type": "send", "conversation": str(conversation.public_id), "text": "the newest question"}

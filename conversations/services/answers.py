@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from conversations.llm import errors as llm_errors
@@ -21,7 +21,7 @@ from conversations.llm.tokens import estimate_text_tokens
 from conversations.models import ChatModel, Message
 from conversations.services import db_busy
 from conversations.services.context import Prepared
-from conversations.services.row_updates import update_rows
+from conversations.services.row_updates import update_rows, update_values
 from conversations.services.serialize import message_dict
 
 logger = logging.getLogger(__name__)
@@ -59,13 +59,16 @@ def save_checkpoints(texts: dict[int, str]) -> None:
     """The partial text of each running answer (by message pk) and a fresh heartbeat, in one transaction of
     plain UPDATEs (services/row_updates.py): a live answer is never swept. Answers that ended meanwhile are
     left alone."""
-    now = timezone.now()
-    rows = [
-        Message(pk=pk, content=text, status=Message.Status.STREAMING, heartbeat_at=now, updated_at=now)
-        for pk, text in texts.items()
-    ]
+    now = Message._meta.get_field("heartbeat_at").get_db_prep_save(timezone.now(), connection)
+    status = Message.Status.STREAMING.value
     with transaction.atomic():
-        update_rows(rows, CHECKPOINT_FIELDS, only_if=("status", Message.ACTIVE_STATUSES))
+        update_values(
+            Message,
+            CHECKPOINT_FIELDS,
+            list(texts),
+            [(text, status, now, now) for text in texts.values()],
+            only_if=("status", Message.ACTIVE_STATUSES),
+        )
 
 
 CHECKPOINT_FIELDS = ("content", "status", "heartbeat_at", "updated_at")

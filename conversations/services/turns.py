@@ -21,6 +21,7 @@ from conversations.services import access, answers, context, limits, personal_ke
 from conversations.services.access import get_conversation_for_turn, get_message_for_user
 from conversations.services.errors import EMPTY_MESSAGE, Busy, InvalidInput, NotFound
 from conversations.services.model_choices import ModelChoices
+from conversations.services.row_inserts import insert_rows
 from conversations.services.row_updates import update_rows
 from conversations.services.serialize import conversation_dict, message_dict
 
@@ -608,15 +609,16 @@ class TurnBatch:
         try:
             with transaction.atomic():
                 new = [p.turn.conversation for p in planned if p.turn.created_conversation]
-                if new:
-                    Conversation.objects.bulk_create(new)
-                for p in planned:  # bulk_create does not copy the pk of a related row saved meanwhile
+                insert_rows(new)  # plain INSERTs (services/row_inserts.py), like bulk_create
+                for (
+                    p
+                ) in planned:  # the primary key of a related row inserted meanwhile is not copied by itself
                     p.turn.user_message.conversation = p.turn.conversation
-                Message.objects.bulk_create([p.turn.user_message for p in planned])
+                insert_rows([p.turn.user_message for p in planned])
                 for p in planned:
                     p.turn.assistant.conversation = p.turn.conversation
                     p.turn.assistant.parent = p.turn.user_message
-                Message.objects.bulk_create([p.turn.assistant for p in planned])
+                insert_rows([p.turn.assistant for p in planned])
                 if ready is None:
                     ready = self._prepare_sends(planned, on_started)
                 now = timezone.now()
