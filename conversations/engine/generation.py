@@ -151,7 +151,12 @@ def start_held(
     generation.session_key = session_key
     if held:
         generation.gate = generation.loop.create_future()
-    task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{prepared.message_id}")
+    loop = generation.loop
+    if not registry.draining():  # else run() ends it at once: SIGTERM arrived, start nothing new
+        # The request's task starts now, not from run()'s first step: that was one more pass of a busy event
+        # loop (5-10 ms at 80 turns/s) before the request could leave (bench/README.md, "Session 14").
+        generation.reader = loop.create_task(generation._read(), name=f"answer-{prepared.message_id}")
+    task = loop.create_task(generation.run(), name=f"generation-{prepared.message_id}")
     generation.task = task
     # Stop and sync requests reach it from now on (before its acknowledgement gives anyone its id), until its
     # task ends however it ends (abandoned before it ran included).
@@ -225,6 +230,8 @@ class Generation:
         self.gate.cancel()
         if self.task is not None:
             self.task.cancel()
+        if self.reader is not None:  # it may not have been awaited yet: run() had not started
+            self.reader.cancel()
 
     @property
     def admitted(self) -> bool:
@@ -372,14 +379,13 @@ class Generation:
     # --- the run ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        if registry.draining():  # SIGTERM arrived: start nothing new in a process about to exit
+        if self.reader is None:  # SIGTERM came first (start_held): nothing new in a process that exits
             await self._admitted()
             await notify.joins_done(self.conversation_id)  # see below
             failed = await on_saves_thread(answers.fail)(self.message_pk, answers.RESTARTING_ERROR)
             await self._end(failed)
             return
         started = time.monotonic()
-        self.reader = asyncio.create_task(self._read())
         try:
             if self.stop_requested or self.shutdown_requested:  # arrived before the reader existed
                 self.reader.cancel()
