@@ -12,14 +12,28 @@ A request's tag is the last user message of its prompt (the bench puts a unique 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import heapq
+import itertools
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conversations.testing.upstream import Reply, UpstreamSimulator
+from conversations.testing.upstream import (
+    Reply,
+    UpstreamSimulator,
+    _chunk_frame,
+    _ClientGone,
+    _Completion,
+    _SseWriter,
+)
+
+# The token clock's resolution: tokens due within this much of each other are written in one pass.
+TICK = 0.001
 
 
 def bench_text(tokens: int) -> str:
@@ -48,14 +62,128 @@ def _tag(body) -> str | None:
     return None
 
 
+class _Play:
+    """One answer's token events being written by the clock."""
+
+    __slots__ = ("conn", "done", "events", "every", "index", "times")
+
+    def __init__(self, conn, events: list[bytes], every: float, done: asyncio.Future) -> None:
+        self.conn = conn
+        self.events = events
+        self.every = every
+        self.index = 0
+        self.times: list[float] = []
+        self.done = done
+
+
+class _TokenClock:
+    """Writes the due token of every streaming answer from one timer, a pass every TICK at most.
+
+    The test simulator sleeps before each token: a timer, a future and a step of the answer's task per token,
+    more than half of its CPU at 20,000 tokens a second, on the 2 cores the server under test needs
+    (bench/README.md, "Session 14"). Here the same events, one write each, leave on the same schedule (the
+    first `ttft` after the role chunk, then one every `token_delay`), at most TICK late."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[tuple[float, int, _Play]] = []
+        self.order = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
+
+    async def play(self, conn, events: list[bytes], first: float, every: float) -> list[float]:
+        """Write `events` (the first after `first` seconds, then every `every`); their write times."""
+        play = _Play(conn, events, every, self.loop.create_future())
+        self._push(self.loop.time() + first, play)
+        await play.done
+        return play.times
+
+    def _push(self, due: float, play: _Play) -> None:
+        heapq.heappush(self.heap, (due, next(self.order), play))
+        when = max(due, self.loop.time() + TICK) if due < self.timer_at else None
+        if when is not None:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = when
+            self.timer = self.loop.call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        self.timer, self.timer_at = None, math.inf
+        now = self.loop.time()
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            due, _, play = heapq.heappop(heap)
+            conn = play.conn
+            if play.done.done():
+                continue
+            if conn.gone.is_set() or conn.writer.is_closing():
+                play.done.set_exception(_ClientGone())
+                continue
+            conn.writer.write(play.events[play.index])
+            play.times.append(time.monotonic())
+            play.index += 1
+            if play.index == len(play.events):
+                play.done.set_result(None)
+            else:
+                heapq.heappush(heap, (due + play.every, next(self.order), play))
+        if heap:
+            self.timer_at = max(heap[0][0], now + TICK)
+            self.timer = self.loop.call_at(self.timer_at, self._tick)
+
+
+def _plain(reply: Reply) -> bool:
+    """A reply the token clock can play: content tokens only, no fault, one write per event, LF endings."""
+    return not (
+        reply.fault or reply.keepalive or reply.crlf or reply.split_writes or reply.obfuscation
+        or reply.reasoning or reply.refusal is not None or reply.raw_sse is not None or reply.raw_body is not None
+    )  # fmt: skip
+
+
 class TimedSimulator(UpstreamSimulator):
-    """Wraps the connection's write during a streamed answer to time its token events."""
+    """Times each answer's first and last token events, and writes plain answers' tokens from one clock."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.timings: dict[str, list[float]] = {}
+        self._clock: _TokenClock | None = None
 
-    async def _stream(self, conn, request, recorded, reply):  # one write per SSE event (no split_writes)
+    async def _stream(self, conn, request, recorded, reply):
+        if not _plain(reply):
+            return await self._timed_stream(conn, request, recorded, reply)
+        if self._clock is None:
+            self._clock = _TokenClock(asyncio.get_running_loop())
+        completion = _Completion(recorded, reply)
+        sse = _SseWriter(conn, reply)
+        deltas = reply.deltas()
+        # What the test simulator writes for each delta (UpstreamSimulator._stream), rendered up front.
+        events = [
+            _chunk_frame(f"data: {completion.delta_json({name: token})}\n\n".encode())
+            for name, token in deltas
+        ]
+        times: list[float] = []
+        try:
+            await conn.write(self._stream_head(completion, request, reply))
+            await sse.data(completion.delta_chunk({"role": "assistant", "content": ""}))
+            if events:
+                times = await self._clock.play(conn, events, reply.ttft, reply.token_delay)
+            else:
+                await conn.pause(reply.ttft)
+            await sse.data(completion.delta_chunk({}, reply.finish_reason))
+            if completion.include_usage:
+                await sse.data(completion.chunk([], usage=completion.usage))
+            await sse.data("[DONE]")
+            await sse.end()
+        except _ClientGone:
+            self._record_disconnect(recorded.index, len(times))
+            raise
+        tag = _tag(recorded.json)
+        if tag is not None and times:
+            self.timings[tag] = [recorded.at, times[0], times[-1]]
+        return request.keep_alive
+
+    async def _timed_stream(
+        self, conn, request, recorded, reply
+    ):  # one write per SSE event (no split_writes)
         times: list[float] = []
         write = conn.write
 
