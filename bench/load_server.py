@@ -165,7 +165,69 @@ def _trace_loop(path: Path) -> None:
     signal.signal(signal.SIGUSR2, write)
 
 
+def _trace_turns(path: Path) -> None:
+    """Where a turn's time goes before its request leaves, as seen from the server: from its frame's arrival
+    to its batch starting on the turns' database thread (queue wait), the batch on that thread (wall time, and
+    the thread's own CPU time: the rest is waiting for the GIL, the CPU or SQLite's lock), the hand-off back to
+    the event loop that starts its answer (answer started), and the answer's request task taking its first step
+    (request task). Percentiles of every 500 turns are appended to `path`, as lines of
+    `name: n=.. p50=.. p95=.. mean=..` in ms."""
+    import collections
+    import time
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    django.setup()
+    from conversations.engine import admission, generation
+
+    samples: dict[str, list[float]] = collections.defaultdict(list)
+
+    def write() -> None:
+        taken = {
+            name: sorted(values) for name, values in list(samples.items())
+        }  # the turns' thread appends too
+        samples.clear()
+        with path.open("a") as out:
+            for name, values in taken.items():
+                n = len(values)
+                out.write(f"{name}: n={n} p50={values[n // 2] * 1000:.2f} p95={values[int(n * 0.95)] * 1000:.2f} "
+                          f"mean={sum(values) / n * 1000:.2f}\n")  # fmt: skip
+            out.write("--\n")
+
+    start_batch, start_early, read = (
+        admission._start_batch,
+        admission._start_early,
+        generation.Generation._read,
+    )
+
+    def timed_batch(batch, loop, context) -> None:
+        began, cpu = time.monotonic(), time.thread_time()
+        samples["queue wait"].extend(began - w.received_at for w in batch)
+        try:
+            start_batch(batch, loop, context)
+        finally:
+            samples["batch wall"].append(time.monotonic() - began)
+            samples["batch CPU"].append(time.thread_time() - cpu)
+            if len(samples["queue wait"]) >= 500:
+                loop.call_soon_threadsafe(write)
+
+    def timed_start_early(ready) -> None:
+        now = time.monotonic()
+        samples["answer started"].extend(now - w.received_at for w, _ in ready)
+        start_early(ready)
+
+    async def timed_read(self):
+        samples["request task"].append(time.monotonic() - self.received_at)
+        return await read(self)
+
+    admission._start_batch, admission._start_early = timed_batch, timed_start_early
+    generation.Generation._read = timed_read
+
+
 def main() -> None:
+    if os.environ.get("BENCH_TURN_TRACE"):  # experiments only: a turn's steps before its request leaves
+        _trace_turns(Path(f"{os.environ['BENCH_TURN_TRACE']}.{os.getpid()}"))
     if os.environ.get("BENCH_LOOP_TRACE"):  # experiments only: what wakes the loop
         _trace_loop(Path(f"{os.environ['BENCH_LOOP_TRACE']}.{os.getpid()}"))
     if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments only
