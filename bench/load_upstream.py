@@ -82,7 +82,10 @@ class _TokenClock:
     The test simulator sleeps before each token: a timer, a future and a step of the answer's task per token,
     more than half of its CPU at 20,000 tokens a second, on the 2 cores the server under test needs
     (bench/README.md, "Session 14"). Here the same events, one write each, leave on the same schedule (the
-    first `ttft` after the role chunk, then one every `token_delay`), at most TICK late."""
+    first `ttft` after the role chunk, then each `token_delay` after the one before was written), at most TICK
+    late. After the write, not on a fixed grid: like the sleeps they replace (and a real provider's jitter),
+    late tokens push the rest back. An exact grid lined an answer's last token up with the server's frame
+    clock, and completion lag at N=1 fell from about 100 ms to 10 for no change of the server's."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -112,7 +115,7 @@ class _TokenClock:
         now = self.loop.time()
         heap = self.heap
         while heap and heap[0][0] <= now:
-            due, _, play = heapq.heappop(heap)
+            _, _, play = heapq.heappop(heap)
             conn = play.conn
             if play.done.done():
                 continue
@@ -125,7 +128,7 @@ class _TokenClock:
             if play.index == len(play.events):
                 play.done.set_result(None)
             else:
-                heapq.heappush(heap, (due + play.every, next(self.order), play))
+                heapq.heappush(heap, (now + play.every, next(self.order), play))
         if heap:
             self.timer_at = max(heap[0][0], now + TICK)
             self.timer = self.loop.call_at(self.timer_at, self._tick)
