@@ -100,7 +100,6 @@ async def test_a_sends_request_leaves_before_its_rows_are_written(upstream, sim_
     why). The answer runs and is saved under its row, with the question, the branch and the context-trimmed
     flag the answer was prepared with."""
     from conversations.services import turns
-
     from tests.test_turns import make_history
 
     sim_model.context_window, sim_model.max_output_tokens = 1_000, 400
