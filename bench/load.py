@@ -535,6 +535,7 @@ class Bench:
             "origin": f"http://127.0.0.1:{self.site.port}",
             "model": self.seed["model"],
             "expected": self.expected,
+            "new_chats": self.args.new_chats,
         }
 
     def plans(self, size: int, rounds: int) -> list[dict]:
@@ -892,7 +893,9 @@ class Bench:
         key = "postgres" if self.args.postgres else "sqlite"
         if self.args.workers > 1:
             key += f"-{self.args.workers}w"
-        return f"sustained-{key}" if self.args.sustained else key
+        if not self.args.sustained:
+            return key
+        return f"sustained-{key}-new-chats" if self.args.new_chats else f"sustained-{key}"
 
     def backend(self) -> str:
         name = "PostgreSQL + Redis channel layer" if self.args.postgres else "SQLite + "
@@ -1047,7 +1050,12 @@ class Bench:
         lines = self.header(
             f"Sustained load: {self.backend()}",
             f"Turns arrive as a Poisson process (seed {args.seed}); each is a full answer on an idle socket of "
-            "its own user (a fresh conversation).",
+            + (
+                "its own user, starting a new conversation (`--new-chats`: created by the turn, then titled by "
+                "a title request the simulator answers with a few words)."
+                if args.new_chats
+                else "its own user (a fresh conversation)."
+            ),
         )
         lines.append("")
         limits = (
@@ -1134,7 +1142,14 @@ run is *disturbed* when other processes used more than `--max-other-load` cores 
 (twice at most) and only the last run's verdict counts.
 """
 
-SECTION_ORDER = ["sqlite", "postgres", "postgres-2w", "sustained-sqlite", "sustained-postgres-2w"]
+SECTION_ORDER = [
+    "sqlite",
+    "postgres",
+    "postgres-2w",
+    "sustained-sqlite",
+    "sustained-sqlite-new-chats",
+    "sustained-postgres-2w",
+]
 
 
 def write_results(path: Path, key: str, section: str) -> None:
@@ -1193,6 +1208,9 @@ def main() -> None:
                            help="bisect until the failing rate is within this fraction of the passing one (0.1)")  # fmt: skip
     sustained.add_argument("--max-steps", type=int, default=12, help="search steps at most (12)")
     sustained.add_argument("--seed", type=int, default=1, help="seed of the arrival times (1)")
+    sustained.add_argument("--new-chats", action="store_true",
+                           help="each turn starts a new conversation (the New chat button) instead of going into "
+                           "a fresh seeded one; its report section is separate")  # fmt: skip
     sustained.add_argument("--max-other-load", type=float, default=None,
                            help="repeat a run (twice at most) while other processes used more cores than this "
                            "(default 0.5; 0.7 with PostgreSQL or Redis, whose servers count as other load)")  # fmt: skip

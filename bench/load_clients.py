@@ -65,7 +65,7 @@ class Client:
         assert hello["type"] == "hello", hello
 
     async def turn(
-        self, conversation: str, model: int, tag: str, expected: str, planned: float | None = None
+        self, conversation: str | None, model: int, tag: str, expected: str, planned: float | None = None
     ) -> dict:
         result = {
             "tag": tag,
@@ -186,7 +186,9 @@ async def sustained(clients: list[Client], plan: dict) -> list[dict]:
         client: Client, conversations: list[str], conversation: str, tag: str, due: float | None
     ) -> dict:
         try:
-            return await client.turn(conversation, plan["model"], tag, plan["expected"], planned=due)
+            # --new-chats: each turn starts a conversation of its own, as the New chat button does.
+            into = None if plan.get("new_chats") else conversation
+            return await client.turn(into, plan["model"], tag, plan["expected"], planned=due)
         except Exception as exc:  # the socket was closed under us: an error of this turn, not of the bench
             return {"tag": tag, "error": f"{type(exc).__name__}: {exc}", "lost": 0, "duplicated": 0,
                     "status": None, "sent": time.monotonic()}  # fmt: skip

@@ -30,6 +30,7 @@ from conversations.testing.upstream import (
     _ClientGone,
     _Completion,
     _SseWriter,
+    title_from_prompt,
 )
 
 # The token clock's resolution: tokens due within this much of each other are written in one pass.
@@ -52,6 +53,9 @@ def bench_text(tokens: int) -> str:
 
 
 def _tag(body) -> str | None:
+    """The turn a request answers (its last user message), or None for a title request (--new-chats)."""
+    if title_from_prompt(body) is not None:
+        return None
     messages = body.get("messages") if isinstance(body, dict) else None
     for message in reversed(messages or []):
         if isinstance(message, dict) and message.get("role") == "user":
@@ -214,6 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     reply = Reply(text=bench_text(args.tokens), ttft=args.ttft, token_delay=args.token_delay)
     sim = TimedSimulator(default=reply)
+    sim.title_replies = True  # a new conversation's title request gets a few words, as from a title model
     sim.start()
     print(json.dumps({"port": sim.port, "base_url": sim.base_url}), flush=True)
     for line in sys.stdin:

@@ -198,6 +198,13 @@ PROVIDER_ERRORS = Counter(
 PROVIDER_RETRIES = Counter(
     "chatsite_provider_retries", "Requests tried again at the same provider.", ["provider"]
 )
+SENT_AHEAD = Counter(
+    "chatsite_sent_ahead",
+    "Answers of new conversations whose request left before their turn was saved (engine/send_ahead.py), by "
+    "outcome: kept (the turn's batch prepared the same request), redone (it did not: cancelled and sent "
+    "again), dropped (the turn was refused or failed: cancelled).",
+    ["outcome"],
+)
 WEBSOCKETS = Gauge("chatsite_websocket_connections", "Open chat websockets.", multiprocess_mode="livesum")
 
 _refused = {reason: TURNS_REFUSED.labels(reason) for reason in KNOWN_REFUSALS}
@@ -271,6 +278,11 @@ def provider_error(provider: str, kind: str) -> None:
 
 def provider_retry(provider: str) -> None:
     PROVIDER_RETRIES.labels(provider).inc()
+
+
+def sent_ahead(outcome: str) -> None:
+    """kept, redone or dropped (SENT_AHEAD)."""
+    SENT_AHEAD.labels(outcome).inc()
 
 
 def socket_opened() -> None:

@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 
 from conversations import metrics
-from conversations.engine import generation, registry
+from conversations.engine import generation, registry, send_ahead
 from conversations.services.context import Prepared
 from conversations.services.turns import StartedTurn, TurnBatch, TurnRequest
 
@@ -45,6 +45,7 @@ class _Waiting:
     future: asyncio.Future[StartedTurn] = field(repr=False)
     received_at: float = 0.0  # when the turn's frame arrived (the added-TTFT metric)
     generation: generation.Generation | None = None  # its answer, started before the batch committed
+    early: bool = False  # `generation` was started before the batch from a guess (engine/send_ahead.py)
 
 
 @dataclass
@@ -63,8 +64,10 @@ class _Admission:
         self.queue: list[_Waiting] = []
         self.worker: asyncio.Task | None = None
 
-    async def admit(self, request: TurnRequest, received_at: float) -> Admitted:
-        waiting = _Waiting(request, self.loop.create_future(), received_at)
+    async def admit(
+        self, request: TurnRequest, received_at: float, early: generation.Generation | None = None
+    ) -> Admitted:
+        waiting = _Waiting(request, self.loop.create_future(), received_at, early, early is not None)
         self.queue.append(waiting)
         if self.worker is None or self.worker.done():
             self.worker = self.loop.create_task(self._work(), name="turn-admission")
@@ -78,6 +81,9 @@ class _Admission:
     async def _work(self) -> None:
         while self.queue:
             batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
+            for waiting in batch:
+                if waiting.future.done() and waiting.early:  # its socket closed meanwhile: never saved
+                    _settle(waiting, RuntimeError("the socket closed before its turn was saved"))
             batch = [w for w in batch if not w.future.done()]  # a socket that closed meanwhile
             try:
                 # The answers start in this task's context, not the database thread's: asgiref marks that
@@ -117,12 +123,24 @@ def _settle_all(settled: list[tuple[_Waiting, StartedTurn | Exception]]) -> None
 
 def _start_early(ready: list[tuple[_Waiting, Prepared]]) -> None:
     for waiting, prepared in ready:
+        if waiting.early:  # its request left when the frame arrived: kept if it is what the batch prepared
+            waiting.early = False
+            if send_ahead.settle(waiting.generation, prepared):
+                continue
+            waiting.generation.abandon()
         waiting.generation = generation.start_held(
             prepared, waiting.received_at, session_key=waiting.request.session_key
         )
 
 
 def _settle(waiting: _Waiting, outcome: StartedTurn | Exception) -> None:
+    if waiting.early:  # started early, and the batch refused the turn or could not prepare its answer
+        waiting.early = False
+        metrics.sent_ahead("dropped")
+        waiting.generation.abandon()
+        waiting.generation = None
+    if not isinstance(outcome, Exception):
+        send_ahead.remember(waiting.request, outcome)
     if waiting.future.done():  # the command was cancelled (its socket closed) while the turn was saved
         if waiting.generation is not None and not isinstance(outcome, Exception):
             waiting.generation.register()
@@ -150,4 +168,7 @@ async def admit(session_key: str | None, command: str, data: dict, received_at: 
     admission = _admissions.get(loop)
     if admission is None:
         admission = _admissions[loop] = _Admission(loop)
+    if command == "send":  # a new conversation's answer may start now (engine/send_ahead.py)
+        request, early = send_ahead.start(session_key, data, received_at)
+        return await admission.admit(request, received_at, early)
     return await admission.admit(TurnRequest(session_key, command, data), received_at)

@@ -217,6 +217,14 @@ class Generation:
         registry.RUNNING[pk] = self
         task.add_done_callback(lambda _t: registry.RUNNING.pop(pk, None))
 
+    def adopt(self, prepared: Prepared) -> None:
+        """An early answer (engine/send_ahead.py) becomes its turn's: `prepared` is what the turn's batch
+        prepared, the same request, with the turn's own rows (saved or about to be)."""
+        self.prepared = prepared
+        self.title_wanted = prepared.needs_title
+        if prepared.message_pk is not None:
+            self.register()
+
     def release(self) -> None:
         """The turn is committed and acknowledged: frames and saves may go."""
         if self.gate is not None and not self.gate.done():

@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.dispatch import receiver
 
-from conversations.engine import channel_groups, notify, registry
+from conversations.engine import channel_groups, notify, registry, send_ahead
 from conversations.services import revocation
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def _broadcast(sender, user_id, **kwargs) -> None:
 
 async def stop_answers_of(user_id) -> int:
     """Stop this process's running answers of `user_id` whose session ended. How many."""
+    send_ahead.forget_user(user_id)  # their next new conversation starts from the database thread
     running = [g for g in list(registry.RUNNING.values()) if str(g.prepared.owner_id) == str(user_id)]
     if not running:
         return 0

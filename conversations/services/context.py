@@ -141,6 +141,7 @@ class Prepared:
     message: Message  # as loaded here, parent included: the final save updates it without reading it again
     chat_model: ChatModel
     conversation: Conversation
+    instructions: str = ""  # the owner's custom instructions as the system message they make ("": none)
 
     @property
     def message_pk(self) -> int:
@@ -197,9 +198,8 @@ def _prepare(
     chat_model = message.model
     if chat_model is None:
         raise llm_errors.NoRouteAvailable("the answer's model was deleted")
-    prepared_context = build_request(
-        conversation, path, chat_model, images_of, custom_instructions.system_text(owner)
-    )
+    instructions = custom_instructions.system_text(owner)
+    prepared_context = build_request(conversation, path, chat_model, images_of, instructions)
     # The owner's own key, if they brought one.
     routes = routes_for_user(chat_model, owner, checked_model_pk=chat_model.pk, choices=choices)
     if conversation.model_pinned and conversation.model_id == chat_model.pk:
@@ -221,4 +221,5 @@ def _prepare(
         message=message,
         chat_model=chat_model,
         conversation=conversation,
+        instructions=instructions,
     )

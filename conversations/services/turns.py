@@ -8,6 +8,7 @@ the caller needs to start the generation and acknowledge the command.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -191,6 +192,16 @@ def _remember_model(conversation: Conversation, chat_model: ChatModel) -> None:
         conversation.model_pinned = False
     conversation.model = chat_model
     conversation.canonical_model = chat_model.canonical_id
+
+
+def apply_send_settings(conversation: Conversation, data: dict, chat_model: ChatModel) -> None:
+    """What a send's frame sets on its conversation: its parameters and system prompt, when given, and the
+    model it is answered by."""
+    if data["params"] is not None:
+        conversation.params = {k: v for k, v in data["params"].items() if k in PARAM_KEYS}
+    if data["system_prompt"] is not None:
+        conversation.system_prompt = data["system_prompt"]
+    _remember_model(conversation, chat_model)
 
 
 def _finish_turn(conversation: Conversation, assistant: Message, chat_model: ChatModel) -> None:
@@ -432,6 +443,10 @@ class TurnRequest:
     session_key: str | None
     command: str
     data: dict
+    # A send started early from the process's memory (engine/send_ahead.py) names its rows in advance: the
+    # answer's public id (its generation already runs under it) and a new conversation's.
+    answer_id: uuid.UUID | None = None
+    conversation_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -522,7 +537,7 @@ class TurnBatch:
                     self._write(planned, outcomes, on_started)  # what this turn's checks must see
                     planned = []
                 if request.command == "send":
-                    planned.append(self._plan_send(index, user, request.data))
+                    planned.append(self._plan_send(index, user, request))
                 else:
                     with transaction.atomic():
                         turn = self._reopened(user, request)
@@ -546,8 +561,9 @@ class TurnBatch:
                 return do_edit(user, data["message"], data["text"], data["model"], self.choices)
         raise ValueError(f"not a turn command: {request.command}")
 
-    def _plan_send(self, index: int, user, data: dict) -> _PlannedSend:
+    def _plan_send(self, index: int, user, request: TurnRequest) -> _PlannedSend:
         """do_send_turn's checks with the rows read for the batch, and its rows built, not written."""
+        data = request.data
         _check_not_empty(data["text"], data["attachments"] or [])
         # No lock_user here: the batch locked every user it serves (PostgreSQL; SQLite needs none).
         conversation = None
@@ -560,15 +576,13 @@ class TurnBatch:
         created = conversation is None
         if created:
             conversation = Conversation(owner=user)
+            if request.conversation_id is not None:
+                conversation.public_id = request.conversation_id
         conversation.owner = user  # the same row, already loaded: spares the reservation a query
         user_limits = _limits(user)
         limits.check_rate(user, user_limits, self.recent.get(user.pk, 0))
         attachments = _claim_attachments(user, data["attachments"] or [], chat_model)
-        if data["params"] is not None:
-            conversation.params = {k: v for k, v in data["params"].items() if k in PARAM_KEYS}
-        if data["system_prompt"] is not None:
-            conversation.system_prompt = data["system_prompt"]
-        _remember_model(conversation, chat_model)
+        apply_send_settings(conversation, data, chat_model)
         if created:  # titled at once from the prompt; the title model's title replaces it (engine/titles.py)
             conversation.title = titles.provisional_title(data["text"], len(attachments))
             conversation.title_provisional = True
@@ -587,6 +601,8 @@ class TurnBatch:
             user_limits=user_limits,
             history=history,
         )
+        if request.answer_id is not None:
+            assistant.public_id = request.answer_id
         if not created:
             self._claimed.add(conversation.pk)
         turn = TurnStarted(conversation, assistant, question, created, attachments)
