@@ -536,6 +536,7 @@ class Bench:
             "model": self.seed["model"],
             "expected": self.expected,
             "new_chats": self.args.new_chats,
+            "follow_ups": self.args.follow_ups,
         }
 
     def plans(self, size: int, rounds: int) -> list[dict]:
@@ -895,7 +896,9 @@ class Bench:
             key += f"-{self.args.workers}w"
         if not self.args.sustained:
             return key
-        return f"sustained-{key}-new-chats" if self.args.new_chats else f"sustained-{key}"
+        if self.args.new_chats:
+            return f"sustained-{key}-new-chats"
+        return f"sustained-{key}-follow-ups" if self.args.follow_ups else f"sustained-{key}"
 
     def backend(self) -> str:
         name = "PostgreSQL + Redis channel layer" if self.args.postgres else "SQLite + "
@@ -1054,6 +1057,9 @@ class Bench:
                 "its own user, starting a new conversation (`--new-chats`: created by the turn, then titled by "
                 "a title request the simulator answers with a few words)."
                 if args.new_chats
+                else "its own user, in that socket's one conversation (`--follow-ups`: every turn after a "
+                "socket's first is a follow-up, the prompt growing by a question and a 200-token answer each)."
+                if args.follow_ups
                 else "its own user (a fresh conversation)."
             ),
         )
@@ -1148,6 +1154,7 @@ SECTION_ORDER = [
     "postgres-2w",
     "sustained-sqlite",
     "sustained-sqlite-new-chats",
+    "sustained-sqlite-follow-ups",
     "sustained-postgres-2w",
 ]
 
@@ -1211,6 +1218,9 @@ def main() -> None:
     sustained.add_argument("--new-chats", action="store_true",
                            help="each turn starts a new conversation (the New chat button) instead of going into "
                            "a fresh seeded one; its report section is separate")  # fmt: skip
+    sustained.add_argument("--follow-ups", action="store_true",
+                           help="each socket sends all its turns into one conversation (follow-ups); its report "
+                           "section is separate")  # fmt: skip
     sustained.add_argument("--max-other-load", type=float, default=None,
                            help="repeat a run (twice at most) while other processes used more cores than this "
                            "(default 0.5; 0.7 with PostgreSQL or Redis, whose servers count as other load)")  # fmt: skip

@@ -43,6 +43,7 @@ class Client:
     def __init__(self, url: str, origin: str, session: str) -> None:
         self.url, self.origin, self.session = url, origin, session
         self.ws = None
+        self.home: str | None = None  # --follow-ups: the socket's one conversation
 
     async def connect(self) -> None:
         for attempt in range(5):
@@ -186,8 +187,11 @@ async def sustained(clients: list[Client], plan: dict) -> list[dict]:
         client: Client, conversations: list[str], conversation: str, tag: str, due: float | None
     ) -> dict:
         try:
-            # --new-chats: each turn starts a conversation of its own, as the New chat button does.
+            # --new-chats: each turn starts a conversation of its own, as the New chat button does;
+            # --follow-ups: each socket keeps to one conversation, every turn after its first a follow-up.
             into = None if plan.get("new_chats") else conversation
+            if plan.get("follow_ups"):
+                into = client.home = client.home or conversation
             return await client.turn(into, plan["model"], tag, plan["expected"], planned=due)
         except Exception as exc:  # the socket was closed under us: an error of this turn, not of the bench
             return {"tag": tag, "error": f"{type(exc).__name__}: {exc}", "lost": 0, "duplicated": 0,

@@ -200,7 +200,7 @@ PROVIDER_RETRIES = Counter(
 )
 SENT_AHEAD = Counter(
     "chatsite_sent_ahead",
-    "Answers of new conversations whose request left before their turn was saved (engine/send_ahead.py), by "
+    "Answers whose request left before their turn was saved (engine/send_ahead.py), by "
     "outcome: kept (the turn's batch prepared the same request), redone (it did not: cancelled and sent "
     "again), dropped (the turn was refused or failed: cancelled).",
     ["outcome"],

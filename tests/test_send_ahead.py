@@ -139,7 +139,9 @@ async def test_a_refused_turn_cancels_its_early_request_and_saves_nothing(upstre
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
     assert await Message.objects.acount() == 2  # the first turn's question and answer
-    assert not await Message.objects.filter(content__in=["Once more", "Nobody should ever see this."]).aexists()
+    assert not await Message.objects.filter(
+        content__in=["Once more", "Nobody should ever see this."]
+    ).aexists()
 
 
 async def test_another_session_does_not_start_from_alices_template(
@@ -156,3 +158,65 @@ async def test_another_session_does_not_start_from_alices_template(
     assert batch_watch == [False, False]  # charlie's request waited for his own turn's checks
     assert "".join(f["text"] for f in frames if f["type"] == "delta") == "Charlie's answer."
 
+
+async def follow_up(communicator, conversation: str, text: str, ref: str) -> list[dict]:
+    await communicator.send_json_to({"type": "send", "conversation": conversation, "text": text, "ref": ref})
+    return await frames_until(communicator, lambda f: f["type"] in {"end", "error"})
+
+
+async def test_a_follow_up_is_requested_before_its_turn_is_read_with_the_whole_branch(
+    upstream, sim_model, alice, batch_watch
+):
+    kept = sent_ahead("kept")
+    for text in ("One.", "Two.", "Three."):
+        upstream.enqueue(Reply(text=text, ttft=0.0))
+    communicator = await open_socket(alice)
+    first = await new_chat(communicator, "Count with me", "r1")
+    conversation = next(f for f in first if f["type"] == "ack")["conversation"]["id"]
+    await follow_up(communicator, conversation, "Go on", "r2")
+    last = await follow_up(communicator, conversation, "And again", "r3")
+    await communicator.disconnect()
+
+    assert batch_watch == [False, True, True]  # both follow-ups left before their turns were read
+    assert sent_ahead("kept") == kept + 2
+    sent = [[(m["role"], m["content"]) for m in r.json["messages"]] for r in chat_requests(upstream)]
+    assert sent[2] == [
+        ("user", "Count with me"),
+        ("assistant", "One."),
+        ("user", "Go on"),
+        ("assistant", "Two."),
+        ("user", "And again"),
+    ]
+    ack = next(f for f in last if f["type"] == "ack")
+    answer = await Message.objects.select_related("parent__parent").aget(
+        public_id=ack["assistant_message"]["id"]
+    )
+    assert answer.content == "Three." and answer.parent.content == "And again"
+    assert answer.parent.parent.content == "Two."  # saved on the branch the request was built from
+
+
+async def test_a_conversation_changed_elsewhere_gets_the_request_its_rows_say(
+    upstream, sim_model, alice, batch_watch
+):
+    """A system prompt set where this process did not see it (another process, the admin): the guessed
+    follow-up is hung up on and the batch's request, with the new system prompt, answers."""
+    from conversations.models import Conversation
+
+    redone = sent_ahead("redone")
+    upstream.enqueue(Reply(text="One.", ttft=0.0))
+    upstream.enqueue(Reply(text="Nobody should ever see this.", ttft=0.3, token_delay=0.05))
+    upstream.enqueue(Reply(text="Arr.", ttft=0.0))
+    communicator = await open_socket(alice)
+    first = await new_chat(communicator, "Hello", "r1")
+    conversation = next(f for f in first if f["type"] == "ack")["conversation"]["id"]
+    await Conversation.objects.filter(public_id=conversation).aupdate(system_prompt="Talk like a pirate.")
+    frames = await follow_up(communicator, conversation, "Again", "r2")
+    await communicator.disconnect()
+
+    assert batch_watch == [False, True]
+    assert sent_ahead("redone") == redone + 1
+    await upstream.await_disconnect(timeout=5)
+    requests = chat_requests(upstream)
+    assert requests[2].json["messages"][0] == {"role": "system", "content": "Talk like a pirate."}
+    assert "".join(f["text"] for f in frames if f["type"] == "delta") == "Arr."
+    assert not await Message.objects.filter(content__contains="Nobody").aexists()

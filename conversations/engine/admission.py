@@ -139,8 +139,6 @@ def _settle(waiting: _Waiting, outcome: StartedTurn | Exception) -> None:
         metrics.sent_ahead("dropped")
         waiting.generation.abandon()
         waiting.generation = None
-    if not isinstance(outcome, Exception):
-        send_ahead.remember(waiting.request, outcome)
     if waiting.future.done():  # the command was cancelled (its socket closed) while the turn was saved
         if waiting.generation is not None and not isinstance(outcome, Exception):
             waiting.generation.register()
@@ -155,6 +153,7 @@ def _settle(waiting: _Waiting, outcome: StartedTurn | Exception) -> None:
     else:
         if waiting.generation is not None:  # its answer's row exists now: running, by that row's pk
             waiting.generation.register()
+        send_ahead.remember(waiting.request, outcome, waiting.generation)
         waiting.future.set_result(outcome)
 
 

@@ -1,4 +1,6 @@
-"""A new conversation's answer starts as its frame arrives, before its turn reaches the database thread.
+"""A send's answer starts as its frame arrives, before its turn reaches the database thread, when the process
+can tell what its request will be: a new conversation's, or a follow-up in a conversation whose last answer
+this process streamed.
 
 A turn's request used to leave once the turns' database thread had checked and prepared it. Under load that
 thread is the queue every turn waits in (bench/README.md, "Session 15": at 96 turns/s the request left up to
@@ -7,7 +9,10 @@ or more, with nothing for the database thread to do for that turn.
 
 So when a session sends into a new conversation with a model it used for its previous new conversation, the
 request is built from what that turn's batch prepared (services/send_guess.py: the model's routes and keys,
-the owner's custom instructions, kept here per session and model) and sent at once, held
+the owner's custom instructions, kept here per session and model); and when it sends into a conversation
+whose last answer this process streamed for it, from that answer's request and text (the branch as the model
+saw it, if it was not trimmed and had no images; kept per session, conversation and model until its next
+send). Either is sent at once, held
 (generation.start_held): no frame, no save, no acknowledgement. The batch then checks and prepares the turn
 from the database as always, under the ids minted here; engine/admission.py keeps the early answer only if
 the batch prepared exactly the same request for the same routes (`settle`), and otherwise abandons it (the
@@ -26,7 +31,7 @@ from conversations import metrics
 from conversations.engine import generation, registry
 from conversations.services import send_guess
 from conversations.services.context import Prepared
-from conversations.services.send_guess import SendTemplate
+from conversations.services.send_guess import FollowUp, SendTemplate
 from conversations.services.turns import StartedTurn, TurnRequest
 
 # Templates are forgotten after this long unused, and the least recently used beyond MAX_TEMPLATES: a session
@@ -37,21 +42,38 @@ MAX_TEMPLATES = 20_000
 # (session key, the model the frame asked for) -> (the template, when it was stored: time.monotonic()).
 _templates: OrderedDict[tuple[str, object], tuple[SendTemplate, float]] = OrderedDict()
 
+# Follow-ups hold a conversation's text: fewer of them, and none for a long conversation (the batch reads it).
+MAX_FOLLOW_UPS = 1_000
+MAX_FOLLOW_UP_CHARS = 32_000
+
+# (session key, conversation public id, the model the frame asked for) -> (its follow-up, when stored).
+_follow_ups: OrderedDict[tuple[str, str, object], tuple[FollowUp, float]] = OrderedDict()
+
 
 def start(
     session_key: str | None, data: dict, received_at: float
 ) -> tuple[TurnRequest, generation.Generation | None]:
     """The turn's request for the batch, and its answer started early when the process can guess it."""
     request = TurnRequest(session_key, "send", data)
-    if session_key is None or not send_guess.can_guess(data) or registry.draining():
+    if session_key is None or registry.draining():
         return request, None
-    key = (session_key, data.get("model"))
-    entry = _templates.get(key)
-    if entry is None or time.monotonic() - entry[1] > TEMPLATE_TTL:
+    now = time.monotonic()
+    if send_guess.can_guess(data):
+        entry = _templates.get((session_key, data.get("model")))
+        if entry is None or now - entry[1] > TEMPLATE_TTL:
+            return request, None
+        answer_id, conversation_id = uuid.uuid4(), uuid.uuid4()
+        prepared = send_guess.guess(entry[0], data, answer_id, conversation_id)
+        request = TurnRequest(session_key, "send", data, answer_id, conversation_id)
+    elif send_guess.can_follow_up(data):
+        found = _follow_ups.pop((session_key, str(data["conversation"]), data.get("model")), None)
+        if found is None or now - found[1] > TEMPLATE_TTL:  # used once: the answer leaves the next one
+            return request, None
+        answer_id = uuid.uuid4()
+        prepared = send_guess.guess_follow_up(found[0], data, answer_id)
+        request = TurnRequest(session_key, "send", data, answer_id)
+    else:
         return request, None
-    answer_id, conversation_id = uuid.uuid4(), uuid.uuid4()
-    prepared = send_guess.guess(entry[0], data, answer_id, conversation_id)
-    request = TurnRequest(session_key, "send", data, answer_id, conversation_id)
     return request, generation.start_held(prepared, received_at, session_key=session_key)
 
 
@@ -66,29 +88,46 @@ def settle(early: generation.Generation, prepared: Prepared) -> bool:
     return False
 
 
-def remember(request: TurnRequest, started: StartedTurn) -> None:
-    """After a saved send: its session's next new conversation with that model can start early."""
+def remember(request: TurnRequest, started: StartedTurn, answer: generation.Generation | None) -> None:
+    """After a saved send: its session's next new conversation with that model can start early, and, once
+    `answer` is saved, the next send into this conversation."""
     prepared = started.prepared
-    if (
-        request.session_key is None
-        or prepared is None
-        or not started.turn.created_conversation
-        or not send_guess.can_guess(request.data)
-    ):
+    if request.session_key is None or request.command != "send" or prepared is None:
         return
-    key = (request.session_key, request.data.get("model"))
-    _templates[key] = (send_guess.template_of(prepared), time.monotonic())
-    _templates.move_to_end(key)
-    while len(_templates) > MAX_TEMPLATES:
-        _templates.popitem(last=False)
+    if started.turn.created_conversation and send_guess.can_guess(request.data):
+        key = (request.session_key, request.data.get("model"))
+        _templates[key] = (send_guess.template_of(prepared), time.monotonic())
+        _templates.move_to_end(key)
+        while len(_templates) > MAX_TEMPLATES:
+            _templates.popitem(last=False)
+    if answer is not None and answer.task is not None:
+        key = (request.session_key, prepared.conversation_id, request.data.get("model"))
+        answer.task.add_done_callback(lambda task: _answered(key, answer, task))
+
+
+def _answered(key: tuple[str, str, object], answer: generation.Generation, task) -> None:
+    """The answer's task ended: if it was saved, the conversation's next send can be guessed from it."""
+    if task.cancelled() or task.exception() is not None or not answer.finished:
+        return
+    text = answer.text
+    follow_up = send_guess.follow_up_of(answer.prepared, text)
+    if follow_up is None or sum(len(m.text) for m in follow_up.turns) > MAX_FOLLOW_UP_CHARS:
+        return
+    _follow_ups[key] = (follow_up, time.monotonic())
+    _follow_ups.move_to_end(key)
+    while len(_follow_ups) > MAX_FOLLOW_UPS:
+        _follow_ups.popitem(last=False)
 
 
 def forget_user(user_id) -> None:
     """The user's access changed (engine/revocation.py): their templates go."""
     for key in [k for k, (t, _) in _templates.items() if str(t.owner.pk) == str(user_id)]:
         del _templates[key]
+    for key in [k for k, (f, _) in _follow_ups.items() if str(f.template.owner.pk) == str(user_id)]:
+        del _follow_ups[key]
 
 
 def clear() -> None:
     """Forget every template (tests; a change to the catalogue need not call it: see the docstring)."""
     _templates.clear()
+    _follow_ups.clear()

@@ -87,15 +87,6 @@ def build_request(
 ) -> PreparedContext:
     """`images_of`: each user message's images by pk, when read already (a tree.History); else each message's
     `attachments`, prefetched or one query each."""
-    params = ChatParams.from_dict(conversation.params)
-    max_output = min(params.max_output_tokens or chat_model.max_output_tokens, chat_model.max_output_tokens)
-    if params.max_output_tokens is None:
-        # Send the allowance we reserved for, so the reservation really bounds the cost.
-        params = ChatParams.from_dict({**(conversation.params or {}), "max_tokens": max_output})
-    # The person's custom instructions come first, then the chat's own system prompt; trimming keeps both.
-    system = [
-        ChatMessage(role="system", text=text) for text in (instructions, conversation.system_prompt) if text
-    ]
     # CHAT_KEEP_OLD_IMAGES=false: only the newest user message carries its images (older turns keep their text).
     newest_user = next((m.pk for m in reversed(path) if m.role == Message.Role.USER), None)
     keep_all = settings.CHAT_KEEP_OLD_IMAGES
@@ -106,7 +97,23 @@ def build_request(
         )
         if m is not None
     ]
+    return build_from_turns(conversation, turns, chat_model, instructions)
 
+
+def build_from_turns(
+    conversation: Conversation, turns: list[ChatMessage], chat_model: ChatModel, instructions: str = ""
+) -> PreparedContext:
+    """The request for the branch `turns` (the messages as the model sees them, oldest first, untrimmed):
+    the system messages in front, the oldest turns dropped until it fits (`turns` is consumed)."""
+    params = ChatParams.from_dict(conversation.params)
+    max_output = min(params.max_output_tokens or chat_model.max_output_tokens, chat_model.max_output_tokens)
+    if params.max_output_tokens is None:
+        # Send the allowance we reserved for, so the reservation really bounds the cost.
+        params = ChatParams.from_dict({**(conversation.params or {}), "max_tokens": max_output})
+    # The person's custom instructions come first, then the chat's own system prompt; trimming keeps both.
+    system = [
+        ChatMessage(role="system", text=text) for text in (instructions, conversation.system_prompt) if text
+    ]
     allowance = max(chat_model.context_window - max_output, 0)
     model_id = chat_model.model_id
     total = estimate_prompt_tokens(system + turns, model_id)
