@@ -20,7 +20,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from conversations.llm.request import ChatMessage
 from conversations.llm.routes import Route
 from conversations.models import ChatModel, Conversation, Message
-from conversations.services.context import Prepared, build_from_turns, build_request
+from conversations.services.context import Prepared, PreparedContext, build_from_turns, build_request
 from conversations.services.turns import apply_send_settings
 
 
@@ -62,25 +62,37 @@ def guess(template: SendTemplate, data: dict, answer_id: uuid.UUID, conversation
     conversation = Conversation(owner=template.owner, public_id=conversation_id)
     apply_send_settings(conversation, data, chat_model)
     question = Message(conversation=conversation, role=Message.Role.USER, content=data["text"])
+    built = build_request(conversation, [question], chat_model, {None: []}, template.instructions)
+    return _prepared(template, conversation, answer_id, built, template.routes, needs_title=True)
+
+
+def _prepared(
+    template: SendTemplate,
+    conversation: Conversation,
+    answer_id: uuid.UUID,
+    built: PreparedContext,
+    routes: list[Route],
+    needs_title: bool,
+) -> Prepared:
+    """A guessed answer, shaped as context.prepare makes them (its placeholder unsaved)."""
     answer = Message(
         conversation=conversation,
         public_id=answer_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
-        model=chat_model,
+        model=template.chat_model,
     )
-    built = build_request(conversation, [question], chat_model, {None: []}, template.instructions)
     return Prepared(
         message_id=str(answer_id),
-        conversation_id=str(conversation_id),
+        conversation_id=str(conversation.public_id),
         owner_id=conversation.owner_id,
         request=built.request,
-        routes=template.routes,
+        routes=routes,
         trimmed=built.trimmed,
         prompt_estimate=built.prompt_estimate,
-        needs_title=True,
+        needs_title=needs_title,
         message=answer,
-        chat_model=chat_model,
+        chat_model=template.chat_model,
         conversation=conversation,
         instructions=template.instructions,
     )
@@ -144,24 +156,5 @@ def guess_follow_up(follow_up: FollowUp, data: dict, answer_id: uuid.UUID) -> Pr
     routes = template.routes
     if conversation.model_pinned and conversation.model_id == chat_model.pk:  # as context._prepare
         routes = [route for route in routes if route.chat_model_id == chat_model.pk]
-    answer = Message(
-        conversation=conversation,
-        public_id=answer_id,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.PENDING,
-        model=chat_model,
-    )
-    return Prepared(
-        message_id=str(answer_id),
-        conversation_id=str(conversation.public_id),
-        owner_id=conversation.owner_id,
-        request=built.request,
-        routes=routes,
-        trimmed=built.trimmed,
-        prompt_estimate=built.prompt_estimate,
-        needs_title=False,  # the batch's own answer says (Generation.adopt)
-        message=answer,
-        chat_model=chat_model,
-        conversation=conversation,
-        instructions=template.instructions,
-    )
+    # Whether it titles the conversation is the batch's answer's to say (Generation.adopt).
+    return _prepared(template, conversation, answer_id, built, routes, needs_title=False)
