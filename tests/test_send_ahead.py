@@ -220,3 +220,29 @@ async def test_a_conversation_changed_elsewhere_gets_the_request_its_rows_say(
     assert requests[2].json["messages"][0] == {"role": "system", "content": "Talk like a pirate."}
     assert "".join(f["text"] for f in frames if f["type"] == "delta") == "Arr."
     assert not await Message.objects.filter(content__contains="Nobody").aexists()
+
+
+async def test_regenerating_and_selecting_a_branch_keep_the_guess_on_the_shown_branch(
+    upstream, sim_model, alice, batch_watch
+):
+    """A regenerated answer is what the next send follows (its request leaves early with it); selecting the
+    other branch forgets it, and the send after that carries the selected branch."""
+    for text in ("One.", "Uno.", "Go on, then.", "Again, then."):
+        upstream.enqueue(Reply(text=text, ttft=0.0))
+    communicator = await open_socket(alice)
+    first = await new_chat(communicator, "Hello", "r1")
+    ack = next(f for f in first if f["type"] == "ack")
+    conversation, one = ack["conversation"]["id"], ack["assistant_message"]["id"]
+    await communicator.send_json_to({"type": "regenerate", "message": one, "ref": "r2"})
+    await frames_until(communicator, lambda f: f["type"] in {"end", "error"})
+    await follow_up(communicator, conversation, "Go on", "r3")
+    await communicator.send_json_to({"type": "select", "message": one, "ref": "r4"})
+    await frames_until(communicator, lambda f: f.get("ref") == "r4" or f["type"] == "error")
+    await follow_up(communicator, conversation, "Again", "r5")
+    await communicator.disconnect()
+
+    # Batches: the new chat, the regenerate (never guessed), the follow-up (guessed), after the select (not).
+    assert batch_watch == [False, False, True, False]
+    sent = [[(m["role"], m["content"]) for m in r.json["messages"]] for r in chat_requests(upstream)]
+    assert sent[2] == [("user", "Hello"), ("assistant", "Uno."), ("user", "Go on")]
+    assert sent[3] == [("user", "Hello"), ("assistant", "One."), ("user", "Again")]

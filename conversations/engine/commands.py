@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from conversations import metrics
-from conversations.engine import admission, control, frames, notify, sweeper
+from conversations.engine import admission, control, frames, notify, send_ahead, sweeper
 from conversations.engine.protocol import Command
 from conversations.services import access, transcript, turns
 
@@ -81,6 +81,7 @@ async def open_conversation(socket: ChatConsumer, command: Command) -> None:
 
 async def select_branch(socket: ChatConsumer, command: Command) -> None:
     conversation = await database_sync_to_async(turns.do_select_branch)(socket.user, command.data["message"])
+    send_ahead.forget_conversation(str(conversation.public_id))  # its next send follows another branch
     await _open(socket, str(conversation.public_id), command.ref)
 
 

@@ -46,8 +46,8 @@ _templates: OrderedDict[tuple[str, object], tuple[SendTemplate, float]] = Ordere
 MAX_FOLLOW_UPS = 1_000
 MAX_FOLLOW_UP_CHARS = 32_000
 
-# (session key, conversation public id, the model the frame asked for) -> (its follow-up, when stored).
-_follow_ups: OrderedDict[tuple[str, str, object], tuple[FollowUp, float]] = OrderedDict()
+# Conversation public id -> (its follow-up, when stored, and for which session and requested model).
+_follow_ups: OrderedDict[str, tuple[FollowUp, float, tuple[str, object]]] = OrderedDict()
 
 
 def start(
@@ -66,8 +66,9 @@ def start(
         prepared = send_guess.guess(entry[0], data, answer_id, conversation_id)
         request = TurnRequest(session_key, "send", data, answer_id, conversation_id)
     elif send_guess.can_follow_up(data):
-        found = _follow_ups.pop((session_key, str(data["conversation"]), data.get("model")), None)
-        if found is None or now - found[1] > TEMPLATE_TTL:  # used once: the answer leaves the next one
+        # Used once, whatever comes of it: this turn's answer leaves the next one.
+        found = _follow_ups.pop(str(data["conversation"]), None)
+        if found is None or found[2] != (session_key, data.get("model")) or now - found[1] > TEMPLATE_TTL:
             return request, None
         answer_id = uuid.uuid4()
         prepared = send_guess.guess_follow_up(found[0], data, answer_id)
@@ -89,23 +90,27 @@ def settle(early: generation.Generation, prepared: Prepared) -> bool:
 
 
 def remember(request: TurnRequest, started: StartedTurn, answer: generation.Generation | None) -> None:
-    """After a saved send: its session's next new conversation with that model can start early, and, once
-    `answer` is saved, the next send into this conversation."""
+    """After a saved turn (send, regenerate, edit): its session's next new conversation with that model can
+    start early, and, once `answer` is saved, the next send into this conversation."""
+    # Whatever was kept for the conversation is stale now (a regenerate, an edit, a send that was not guessed
+    # moved it on); the turn's answer, once saved, is what the next send follows.
+    forget_conversation(str(started.turn.conversation.public_id))
     prepared = started.prepared
-    if request.session_key is None or request.command != "send" or prepared is None:
+    if request.session_key is None or prepared is None:
         return
-    if started.turn.created_conversation and send_guess.can_guess(request.data):
+    created = started.turn.created_conversation
+    if request.command == "send" and created and send_guess.can_guess(request.data):
         key = (request.session_key, request.data.get("model"))
         _templates[key] = (send_guess.template_of(prepared), time.monotonic())
         _templates.move_to_end(key)
         while len(_templates) > MAX_TEMPLATES:
             _templates.popitem(last=False)
     if answer is not None and answer.task is not None:
-        key = (request.session_key, prepared.conversation_id, request.data.get("model"))
-        answer.task.add_done_callback(lambda task: _answered(key, answer, task))
+        asker = (request.session_key, request.data.get("model"))
+        answer.task.add_done_callback(lambda task: _answered(asker, answer, task))
 
 
-def _answered(key: tuple[str, str, object], answer: generation.Generation, task) -> None:
+def _answered(asker: tuple[str, object], answer: generation.Generation, task) -> None:
     """The answer's task ended: if it was saved, the conversation's next send can be guessed from it."""
     if task.cancelled() or task.exception() is not None or not answer.finished:
         return
@@ -113,7 +118,8 @@ def _answered(key: tuple[str, str, object], answer: generation.Generation, task)
     follow_up = send_guess.follow_up_of(answer.prepared, text)
     if follow_up is None or sum(len(m.text) for m in follow_up.turns) > MAX_FOLLOW_UP_CHARS:
         return
-    _follow_ups[key] = (follow_up, time.monotonic())
+    key = answer.prepared.conversation_id
+    _follow_ups[key] = (follow_up, time.monotonic(), asker)
     _follow_ups.move_to_end(key)
     while len(_follow_ups) > MAX_FOLLOW_UPS:
         _follow_ups.popitem(last=False)
@@ -123,8 +129,13 @@ def forget_user(user_id) -> None:
     """The user's access changed (engine/revocation.py): their templates go."""
     for key in [k for k, (t, _) in _templates.items() if str(t.owner.pk) == str(user_id)]:
         del _templates[key]
-    for key in [k for k, (f, _) in _follow_ups.items() if str(f.template.owner.pk) == str(user_id)]:
+    for key in [k for k, (f, _, _) in _follow_ups.items() if str(f.template.owner.pk) == str(user_id)]:
         del _follow_ups[key]
+
+
+def forget_conversation(conversation_id: str) -> None:
+    """The conversation changed in a way its kept follow-up does not know (another branch selected)."""
+    _follow_ups.pop(conversation_id, None)
 
 
 def clear() -> None:
