@@ -34,8 +34,8 @@ from conversations.services.context import Prepared
 from conversations.services.send_guess import FollowUp, SendTemplate
 from conversations.services.turns import StartedTurn, TurnRequest
 
-# Templates are forgotten after this long unused, and the least recently used beyond MAX_TEMPLATES: a session
-# that went quiet starts its next answer from the database thread again, which refreshes it.
+# Templates and follow-ups are not used once this old (each turn's batch stores them afresh), and the oldest
+# beyond MAX_TEMPLATES go: a session that went quiet starts its next answer from the database thread again.
 TEMPLATE_TTL = 600.0
 MAX_TEMPLATES = 20_000
 
@@ -136,9 +136,3 @@ def forget_user(user_id) -> None:
 def forget_conversation(conversation_id: str) -> None:
     """The conversation changed in a way its kept follow-up does not know (another branch selected)."""
     _follow_ups.pop(conversation_id, None)
-
-
-def clear() -> None:
-    """Forget every template (tests; a change to the catalogue need not call it: see the docstring)."""
-    _templates.clear()
-    _follow_ups.clear()
