@@ -14,7 +14,15 @@ import logging
 
 from django.conf import settings
 
-from conversations.engine import checkpoints, control, revocation, shutdown, socket_caps, sweeper
+from conversations.engine import (
+    checkpoints,
+    control,
+    direct_send,
+    revocation,
+    shutdown,
+    socket_caps,
+    sweeper,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +72,9 @@ def _tune_gc() -> None:
 
 
 class StartEngine:
-    """ASGI middleware: start the engine on the first connection of each event loop, then get out of the way."""
+    """ASGI middleware: start the engine on the first connection of each event loop, then get out of the way.
+    Being outermost, it also hands a websocket's consumer the synchronous writer of daphne's `send`, which
+    the middleware further in wraps (engine/direct_send.py)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -72,4 +82,8 @@ class StartEngine:
     async def __call__(self, scope, receive, send):
         if asyncio.get_running_loop() not in _started:
             start()
+        if scope["type"] == "websocket":
+            writer = direct_send.sync_writer(send)
+            if writer is not None:
+                scope = {**scope, direct_send.SCOPE_KEY: writer}
         return await self.app(scope, receive, send)

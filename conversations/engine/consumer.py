@@ -23,8 +23,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError
 
 from conversations import metrics
-from conversations.engine import channel_groups, commands, control, frames, socket_caps
-from conversations.engine.dispatch import dispatch_forever
+from conversations.engine import channel_groups, commands, control, direct_send, frames, socket_caps
+from conversations.engine.dispatch import Idle, dispatch_forever
+from conversations.engine.notify import FRAME
 from conversations.engine.protocol import ProtocolError, parse_frame
 from conversations.services import db_busy
 from conversations.services.errors import ServiceError, Unauthenticated
@@ -52,6 +53,8 @@ CLOSE_UNAUTHENTICATED = 4401
 SERVER_ERROR = "Something went wrong on the server. Try again."
 CLOSE_TOO_MANY = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER sockets open on the site: retry later
 TOO_MANY_SOCKETS = "Too many chat tabs are open for your account. Close some; this one reconnects by itself."
+_GAP = object()  # ChatConsumer._outgoing: the client lacks text before this frame's
+
 # Seconds before a socket that still sees a gap in an answer asks its generator again for the missing text.
 SYNC_RETRY = 1.0
 
@@ -69,9 +72,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
+        # Frames written by their sender while this socket is idle (engine/direct_send.py), once connected.
+        self.write_now: direct_send.Writer | None = scope.get(direct_send.SCOPE_KEY)
+        self.idle = Idle()
         try:
             with contextlib.suppress(StopConsumer):  # the socket closed
-                await dispatch_forever([receive, self.channel_receive], self.dispatch)
+                await dispatch_forever([receive, self.channel_receive], self.dispatch, self.idle)
         finally:
             # channels' layers let go of a channel (Redis: unsubscribe) when a receive on it is cancelled; the
             # loop's reader may be between two receives when the socket closes, so say it outright.
@@ -100,6 +106,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         await self.channel_layer.group_add(channel_groups.user_group(user.pk), self.channel_name)
         await self.reply(frames.hello())
+        set_direct = getattr(self.channel_layer, "set_direct", None)
+        if self.write_now is not None and set_direct is not None:
+            set_direct(self.channel_name, self.deliver_now)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
@@ -210,6 +219,36 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event: dict) -> None:
         frame = event["frame"]
+        out = self._outgoing(frame)
+        if out is _GAP:
+            # The socket opened mid-answer, or the channel layer lost a frame (channels-redis can, when a
+            # receive is cancelled). The generator's reply to a sync covers it, in order with the live
+            # frames; ask unless this socket asked a moment ago.
+            message_id, have = frame["message"], self.known[frame["message"]]
+            if time.monotonic() - self.sync_asked.get(message_id, -SYNC_RETRY) >= SYNC_RETRY:
+                await self._ask_for_rest(message_id, have)
+        elif out is not None:
+            await self.reply(out)
+
+    def deliver_now(self, message: dict) -> bool:
+        """The channel layer offers a frame before queueing it (engine/direct_send.py): handle it now if this
+        socket's loop has nothing before it, as chat_frame would; False leaves it to be queued (busy, a gap to
+        ask about)."""
+        if not self.idle or message.get("type") != FRAME:
+            return False
+        out = self._outgoing(message["frame"])
+        if out is _GAP:
+            return False
+        if out is not None:
+            try:
+                self.write_now(encode_frame(out))
+            except Exception:  # the answer's sender must not fail for one socket; the client resyncs
+                logger.exception("a frame to socket %s failed", self.channel_name)
+        return True
+
+    def _outgoing(self, frame: frames.Frame) -> frames.Frame | object | None:
+        """What of `frame` goes to this client: the frame, a trimmed copy, None (nothing), or _GAP (text is
+        missing before it: nothing is sent; asked again, the same answer). Updates what the client holds."""
         kind = frame.get("type")
         if kind == "delta":
             message_id, offset, text = frame["message"], frame["offset"], frame["text"]
@@ -217,23 +256,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if have is None:  # an answer started elsewhere after we opened the conversation
                 have = self.known[message_id] = 0
             if offset > have:
-                # A gap: the socket opened mid-answer, or the channel layer lost a frame (channels-redis can,
-                # when a receive is cancelled). The generator's reply to a sync covers it, in order with the
-                # live frames; ask unless this socket asked a moment ago.
-                if time.monotonic() - self.sync_asked.get(message_id, -SYNC_RETRY) >= SYNC_RETRY:
-                    await self._ask_for_rest(message_id, have)
-                return
+                return _GAP
             if offset < have:
                 text = text[have - offset :]
                 if not text:
-                    return
+                    return None
                 frame = {**frame, "offset": have, "text": text}
             self.known[message_id] = have + len(text)
         elif kind == "turn" and frame["assistant_message"]["id"] in self.known:
             # This socket sent the turn (its acknowledgement carried the same messages) or already has them
             # from a snapshot: the echo for the conversation's other tabs would be dropped by the client
             # anyway. In a burst it was one websocket send per turn on the busy event loop.
-            return
+            return None
         elif kind == "end":
             self.known.pop(frame["message"]["id"], None)
             self.sync_asked.pop(frame["message"]["id"], None)
@@ -242,4 +276,4 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     **frame,
                     "message": {k: v for k, v in frame["message"].items() if k != "error_detail"},
                 }
-        await self.reply(frame)
+        return frame

@@ -13,6 +13,9 @@ channel, where the layer's capacity applies as before; an error raised by a sour
 error; on exit the readers are cancelled. Unlike channels' loop, a reader may then be between two receives
 (holding a message not yet handled), so a cancelled receive can't be relied on to release a channel-layer
 channel: the consumer discards its channel itself (engine/consumer.py).
+
+`Idle` tells a frame's sender when the loop waits with nothing to handle: a frame handled then, in the
+sender's call (engine/direct_send.py), is handled exactly when and as the loop would have handled it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+
+
+class Idle:
+    """True while a socket's message loop waits for a message and none is queued for it."""
+
+    __slots__ = ("_inbox", "_waiting")
+
+    def __init__(self) -> None:
+        self._waiting = False
+        self._inbox: asyncio.Queue | None = None
+
+    def __bool__(self) -> bool:
+        return self._waiting and self._inbox is not None and self._inbox.empty()
 
 
 class _Failed:
@@ -30,10 +46,16 @@ class _Failed:
 
 
 async def dispatch_forever(
-    sources: list[Callable[[], Awaitable[dict]]], dispatch: Callable[[dict], Awaitable[None]]
+    sources: list[Callable[[], Awaitable[dict]]],
+    dispatch: Callable[[dict], Awaitable[None]],
+    idle: Idle | None = None,
 ) -> None:
-    """Handle messages from `sources` with `dispatch` until it raises (StopConsumer when the socket closes)."""
+    """Handle messages from `sources` with `dispatch` until it raises (StopConsumer when the socket closes).
+    `idle`: kept up to date while the loop runs."""
     inbox: asyncio.Queue = asyncio.Queue()
+    if idle is None:
+        idle = Idle()
+    idle._inbox = inbox
     # One permit per source: its reader takes the next message only once the last one was handled.
     permits = [asyncio.Semaphore(1) for _ in sources]
 
@@ -51,7 +73,11 @@ async def dispatch_forever(
     readers = [asyncio.ensure_future(read(i)) for i in range(len(sources))]
     try:
         while True:
-            index, message = await inbox.get()
+            idle._waiting = True
+            try:
+                index, message = await inbox.get()
+            finally:
+                idle._waiting = False
             if isinstance(message, _Failed):
                 raise message.error
             try:

@@ -6,7 +6,8 @@ two memberships and every running answer one more, so with a few hundred sockets
 the process's CPU (bench/load.py: over half of it at 200 concurrent answers) and streams fell seconds
 behind. Here the scan runs at most once a second, `group_send` puts the message on each member's queue
 directly, a live channel keeps its queue between messages (channels built two new ones per message), and a
-closed socket's channel leaves its groups through an index instead of a scan of every group.
+closed socket's channel leaves its groups through an index instead of a scan of every group, and a frame for
+an idle socket is handled by its consumer in the sending call (`set_direct`, engine/direct_send.py).
 Everything else is channels' own code: messages are still copied per recipient, bounded per channel
 (`capacity`), expired after `expiry` seconds, and `group_send` still skips full channels.
 """
@@ -20,6 +21,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from copy import deepcopy
 
 import channels_redis.pubsub
@@ -32,12 +34,32 @@ from conversations.engine.notify import FRAME
 
 logger = logging.getLogger(__name__)
 
+# A consumer's offer to handle a frame at once (engine/direct_send.py): True when it did.
+DirectHandler = Callable[[dict], bool]
 
-class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
+
+class _DirectFrames:
+    """Both layers: frames offered to an idle socket's consumer before its queue (engine/direct_send.py)."""
+
+    def _init_direct(self) -> None:
+        self.direct: dict[str, DirectHandler] = {}
+
+    def set_direct(self, channel: str, handler: DirectHandler) -> None:
+        """Offer `channel`'s frames to `handler` first, while nothing waits in its queue: the consumer then
+        has nothing before them to handle. Until the channel is discarded."""
+        self.direct[channel] = handler
+
+    def _handled_now(self, channel: str, queue: asyncio.Queue, message: dict) -> bool:
+        handler = self.direct.get(channel)
+        return handler is not None and queue.empty() and handler(message)
+
+
+class InMemoryChannelLayer(_DirectFrames, ChannelsInMemoryChannelLayer):
     CLEAN_INTERVAL = 1.0  # seconds between two scans for expired messages and memberships
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._init_direct()
         self._next_clean = 0.0
         # channel -> the groups it joined. channels finds a channel's groups by scanning every group, on each
         # discard_channel (every closed socket): with thousands of sockets open, thousands of groups per close.
@@ -83,6 +105,8 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         # Frames (engine/notify.py) are never changed once sent, by the sender or by any consumer (they build a
         # new dict to trim one): every recipient shares one, instead of a deep copy each.
         shared = message.get("type") == FRAME
+        if shared and self._handled_now(channel, queue, message):
+            return
         try:
             queue.put_nowait((time.time() + self.expiry, message if shared else deepcopy(message)))
         except asyncio.QueueFull:
@@ -116,12 +140,14 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     async def discard_channel(self, channel: str) -> None:
         """Forget a channel nobody will receive on again (a closed socket, an ended generation): its queue
         and its group memberships. channels drops them only when a receive on it is cancelled."""
+        self.direct.pop(channel, None)
         self.channels.pop(channel, None)
         self._remove_from_groups(channel)
 
     async def flush(self) -> None:
         await super().flush()
         self._memberships.clear()
+        self.direct.clear()
         self._next_clean = 0.0
 
 
@@ -180,6 +206,10 @@ class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
             channels_redis.utils._wrap_close(self, loop)
         return layer
 
+    def set_direct(self, channel: str, handler: DirectHandler) -> None:
+        """This event loop's layer's `set_direct` (_DirectFrames)."""
+        self._get_layer().set_direct(channel, handler)
+
     def redis(self) -> redis.asyncio.Redis:
         """This event loop's Redis client (the pool the layer publishes through), for the engine's few keys of
         its own (engine/socket_caps.py). Commands on it never delay the layer's pipelined PUBLISHes."""
@@ -214,7 +244,7 @@ MESSAGE, HELLO, ACK = b"M", b"H", b"A"
 HEADER = 1 + 16
 
 
-class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
+class _PubSubLoopLayer(_DirectFrames, channels_redis.pubsub.RedisPubSubLoopLayer):
     """One process's layer (one event loop). Messages to this process's own channels and groups are put on
     their queues directly, without a round trip through Redis; a group's messages are published only when
     another process may have members in it (see _announce)."""
@@ -241,6 +271,7 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         self.local_since: dict[
             str, float
         ] = {}  # group channel -> when it was found to be this process's alone
+        self._init_direct()
 
     # Sending: local queues first, Redis only for other processes.
 
@@ -248,19 +279,29 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         data = self.channel_layer.serialize(message)
         queue = self.channels.get(channel)
         if queue is not None:  # a channel of this process: no need to go through Redis and back
-            queue.put_nowait(data)
+            self.deliver(channel, queue, data, message)
             return
         await self._get_shard(channel).publish(channel, MESSAGE + self.origin + data)
+
+    def deliver(self, channel: str, queue: asyncio.Queue, data: bytes, message: dict | None = None) -> None:
+        """A message for a channel of this process: a frame to its consumer at once if idle (`set_direct`),
+        else onto its queue (`data`, serialized). `message`: `data` deserialized, if the caller has it."""
+        if channel in self.direct and queue.empty():
+            if message is None:
+                message = self.channel_layer.deserialize(data)
+            if message.get("type") == FRAME and self._handled_now(channel, queue, message):
+                return
+        queue.put_nowait(data)
 
     async def group_send(self, group, message) -> None:
         group_channel = self._get_group_channel_name(group)
         data = self.channel_layer.serialize(message)
         members = self.groups.get(group_channel)
         if members:
-            for channel in members:
+            for channel in list(members):
                 queue = self.channels.get(channel)
                 if queue is not None:
-                    queue.put_nowait(data)
+                    self.deliver(channel, queue, data, message)
             if group_channel not in self.shared:
                 local_since = self.local_since.get(group_channel, 0.0)
                 if time.monotonic() - local_since < self.LOCAL_RECHECK:
@@ -408,10 +449,12 @@ class _PubSubLoopLayer(channels_redis.pubsub.RedisPubSubLoopLayer):
         self.hellos.clear()
         self.local_since.clear()
         self.group_patterns.clear()
+        self.direct.clear()
         self._process_channel = None
 
     async def discard_channel(self, channel: str) -> None:
         """Forget a channel from `new_channel` that nobody will receive on again, and unsubscribe it."""
+        self.direct.pop(channel, None)
         if self.channels.pop(channel, None) is None:
             return
         for group_channel, members in list(self.groups.items()):
@@ -597,12 +640,15 @@ class _PubSubShard(channels_redis.pubsub.RedisSingleShardConnection):
         if kind != MESSAGE:
             layer.control(name, kind, origin, data)
         elif name in layer.channels:
-            layer.channels[name].put_nowait(data)
+            layer.deliver(name, layer.channels[name], data)
         elif name in layer.groups and origin != layer.origin:
-            for channel_name in layer.groups[name]:
+            message = None  # deserialized once for all the group's idle sockets, if any
+            for channel_name in list(layer.groups[name]):
                 queue = layer.channels.get(channel_name)
                 if queue is not None:
-                    queue.put_nowait(data)
+                    if message is None and channel_name in layer.direct:
+                        message = layer.channel_layer.deserialize(data)
+                    layer.deliver(channel_name, queue, data, message)
 
     def _receive_pattern_message(self, message) -> None:
         """A message to a group that a pattern of `listen_to_groups` matches: onto its listening channel,
