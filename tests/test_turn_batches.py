@@ -168,3 +168,36 @@ def test_a_batch_saves_each_conversations_new_state(keys, alice, charlie, sim_mo
     new = Conversation.objects.get(pk=theirs.turn.conversation.pk)
     assert (new.owner, new.current_leaf_id) == (charlie, theirs.turn.assistant.pk)
     assert new.canonical_model == sim_model.canonical_id
+
+
+def test_a_big_batchs_requests_are_handed_over_as_they_are_prepared(
+    django_user_model, sim_model, monkeypatch
+):
+    """SQLite: every HAND_OFF_EVERY prepared sends go to the engine while the rest of the batch is still being
+    checked, so a burst's first requests do not wait for its last turn. PostgreSQL: once, after the inserts
+    (services/turns.TurnBatch._write says why)."""
+    from conversations.services import turns
+
+    people = [django_user_model.objects.create_user(f"user{i}", password="pw") for i in range(40)]
+    requests = [
+        send(session_cookie_for(Client(), person), None, f"Hello {i}") for i, person in enumerate(people)
+    ]
+    planned = []
+    plan_send = turns.TurnBatch._plan_send
+
+    def counting_plan_send(self, index, user, request):
+        planned.append(index)
+        return plan_send(self, index, user, request)
+
+    monkeypatch.setattr(turns.TurnBatch, "_plan_send", counting_plan_send)
+    handed = []  # per hand-off: the turns in it, and how many turns had been planned by then
+    with TurnBatch(requests) as batch:
+        outcomes = batch.start_all(lambda ready: handed.append(([i for i, _ in ready], len(planned))))
+
+    assert all(o.prepared is not None for o in outcomes)
+    assert sorted(i for turns_, _ in handed for i in turns_) == list(range(40))  # each once
+    if connection.vendor == "sqlite":
+        assert [len(turns_) for turns_, _ in handed] == [16, 16, 8]
+        assert [planned_by_then for _, planned_by_then in handed] == [16, 32, 40]
+    else:
+        assert [planned_by_then for _, planned_by_then in handed] == [40]

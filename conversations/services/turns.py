@@ -449,6 +449,11 @@ class TurnRequest:
     conversation_id: uuid.UUID | None = None
 
 
+# SQLite: a batch's prepared requests go to the engine in groups of this many (one hop to the event loop
+# each), as the batch is planned.
+HAND_OFF_EVERY = 16
+
+
 @dataclass
 class _PlannedSend:
     """A send that passed every check, its rows built but not written yet (TurnBatch writes them in bulk)."""
@@ -458,6 +463,8 @@ class _PlannedSend:
     turn: TurnStarted
     chat_model: ChatModel
     history: tree.History | None  # the conversation's messages before the turn (None: a new conversation)
+    # Its answer's request, or why it could not be prepared; None until prepared (TurnBatch._prepare_now).
+    prepared: context.Prepared | Exception | None = None
 
 
 class TurnBatch:
@@ -473,7 +480,8 @@ class TurnBatch:
     UPDATE for the conversations, so a burst of turns costs a handful of statements whatever its size
     (bench/README.md, "Load"). Each checked send's request is prepared from the rows in memory
     (context.prepare_send) and handed to `on_started`, which starts the answer (engine/admission.py): with
-    SQLite before those writes, with PostgreSQL after the inserts (`_write` says why); either way the
+    SQLite as the batch is checked, HAND_OFF_EVERY at a time, before any write; with PostgreSQL after the
+    inserts (`_write` says why); either way the
     provider thinks while the turns are written and committed. A refused turn writes nothing. Regenerates and edits (rarer) are written one at a
     time, each in its own savepoint. A user who sends twice in one batch has the first send written before
     the second is checked, so the rate limit and the budget see it.
@@ -489,6 +497,7 @@ class TurnBatch:
     def __init__(self, requests: list[TurnRequest]) -> None:
         self.requests = requests
         self._transaction = transaction.atomic() if connection.features.has_select_for_update else None
+        self._handing: list[tuple[int, context.Prepared]] = []  # prepared, not yet handed to on_started
 
     def __enter__(self) -> TurnBatch:
         if self._transaction is not None:
@@ -538,6 +547,8 @@ class TurnBatch:
                     planned = []
                 if request.command == "send":
                     planned.append(self._plan_send(index, user, request))
+                    if self._transaction is None:  # SQLite: its request may leave now (_write says why)
+                        self._prepare_now(planned[-1], on_started)
                 else:
                     with transaction.atomic():
                         turn = self._reopened(user, request)
@@ -614,14 +625,17 @@ class TurnBatch:
         started for them)."""
         if not planned:
             return
-        # SQLite: the requests first. A send's prompt and routes are known once it is planned, and its request
-        # need not wait for its rows (the provider thinks while they are written; the answer is let go only
-        # after the commit and the acknowledgement): at N=1 the writes' few milliseconds less before the
-        # request. PostgreSQL: after the inserts, as before. There each statement is a round trip, after
+        # SQLite: the requests first (prepared and handed over as the sends were planned: _prepare_now). A
+        # send's prompt and routes are known once it is planned, and its request need not wait for its rows
+        # (the provider thinks while they are written; the answer is let go only after the commit and the
+        # acknowledgement): at N=1 the writes' few milliseconds less before the request. PostgreSQL: after the inserts, as before. There each statement is a round trip, after
         # which this thread must win the GIL back from an event loop busy sending the batch's requests: the
         # batch's transaction, which holds its users' locks, lasted longer and every acknowledgement waited
         # (two processes, N=400: added TTFT p95 2.0 / 2.2 s -> 3.3 / 3.1 s; bench/README.md, "Session 9").
-        ready = None if self._transaction is not None else self._prepare_sends(planned, on_started)
+        ready = None
+        if self._transaction is None:
+            self._hand_off(on_started)
+            ready = [(p, p.prepared) for p in planned]
         try:
             with transaction.atomic():
                 new = [p.turn.conversation for p in planned if p.turn.created_conversation]
@@ -668,6 +682,21 @@ class TurnBatch:
             logger.exception("writing %d turns failed", len(planned))
             for p in planned:
                 outcomes[p.index] = exc
+
+    def _prepare_now(self, p: _PlannedSend, on_started) -> None:
+        """SQLite: prepare a send as soon as it is planned; its request is handed over with the next
+        HAND_OFF_EVERY, not after the whole batch is planned: in a burst a batch is up to MAX_BATCH turns
+        (engine/admission.py), and its first requests waited for the last one's checks."""
+        p.prepared = self._prepare_send(p)
+        if isinstance(p.prepared, context.Prepared):
+            self._handing.append((p.index, p.prepared))
+            if len(self._handing) >= HAND_OFF_EVERY:
+                self._hand_off(on_started)
+
+    def _hand_off(self, on_started) -> None:
+        if self._handing and on_started is not None:
+            on_started(self._handing)
+        self._handing = []
 
     def _prepare_sends(self, planned: list[_PlannedSend], on_started) -> list:
         """Each planned send with its prepared request (or why it could not be prepared), the prepared ones
