@@ -667,8 +667,14 @@ class Bench:
         clients.close()
         timings = self.upstream.timings()
         answers = len(results)
+        if os.environ.get("BENCH_DUMP_TURNS"):  # experiments only: every turn's client and upstream times
+            with open(os.environ["BENCH_DUMP_TURNS"], "a") as dump:
+                for r in results:
+                    dump.write(json.dumps({"tag": r["tag"], "sent": r.get("sent"), "first": r.get("first"),
+                                           "upstream": timings.get(r["tag"])}) + "\n")  # fmt: skip
 
         added, lag, end_lag, slip, late, leaving, delivery = [], [], [], [], [], [], []
+        parse_wait, added_from_arrival = [], []
         lost = duplicated = 0
         errors: list[str] = []
         for r in results:
@@ -684,8 +690,12 @@ class Bench:
                     or ("no upstream request" if upstream is None else "the answer arrived incomplete")
                 )
                 continue
-            request_at, first_at, last_at = upstream
+            request_at, first_at, last_at, arrived_at = upstream
             added.append((r["first"] - r["sent"]) - (first_at - request_at))
+            # The simulator's wait to parse the request once its bytes had arrived (a burst's requests are parsed
+            # one after another): counted as the server's in `added`, as the upstream's in `added_from_arrival`.
+            parse_wait.append(request_at - arrived_at)
+            added_from_arrival.append((r["first"] - r["sent"]) - (first_at - arrived_at))
             # Added TTFT in two parts (one machine, one monotonic clock): the turn's way to the provider
             # (frame, admission, database, request) and the first token's way back to the client.
             leaving.append(request_at - r["sent"])
@@ -709,6 +719,8 @@ class Bench:
             "end frame lag p95": percentile(end_lag, 95),
             "upstream TTFT slip p95": percentile(slip, 95),
             "request out p95": percentile(leaving, 95),
+            "upstream parse wait p95": percentile(parse_wait, 95),
+            "added TTFT from arrival p95": percentile(added_from_arrival, 95),
             "first token back p95": percentile(delivery, 95),
             "lost": lost,
             "duplicated": duplicated,
@@ -742,7 +754,9 @@ class Bench:
         print(
             f"N={size:>3} ({row['answers']} answers): added TTFT p50 {ms(row['added TTFT p50'])} ms, "
             f"p95 {ms(row['added TTFT p95'])} ms (p95 request out {ms(row['request out p95'])} ms, first "
-            f"token back {ms(row['first token back p95'])} ms); lag p50 {ms(row['completion lag p50'])} ms, "
+            f"token back {ms(row['first token back p95'])} ms; simulator's parse wait p95 "
+            f"{ms(row['upstream parse wait p95'])} ms, added TTFT from its arrival p95 "
+            f"{ms(row['added TTFT from arrival p95'])} ms); lag p50 {ms(row['completion lag p50'])} ms, "
             f"p95 {ms(row['completion lag p95'])} ms; lost {row['lost']}, duplicated {row['duplicated']}, "
             f"errors {row['errors']}; CPU {row['CPU per answer'] * 1000:.1f} ms/answer "
             f"({row['loop CPU per answer'] * 1000:.1f} in the event loop); "
@@ -838,7 +852,9 @@ class Bench:
             f"step {self.step_no} ({phase}): {rate:g} turns/s ({rate / workers:g} per process) for {duration:g} s, "
             f"{row['answers']} turns: added TTFT p50 {ms(row['added TTFT p50'])} / p95 "
             f"{ms(row['added TTFT p95'])} ms (request out p95 {ms(row['request out p95'])}, first token back p95 "
-            f"{ms(row['first token back p95'])} ms); lag p50 {ms(row['completion lag p50'])} / p95 "
+            f"{ms(row['first token back p95'])} ms, simulator's parse wait p95 "
+            f"{ms(row['upstream parse wait p95'])}, added TTFT from its arrival p95 "
+            f"{ms(row['added TTFT from arrival p95'])} ms); lag p50 {ms(row['completion lag p50'])} / p95 "
             f"{ms(row['completion lag p95'])} ms; lost {row['lost']}, duplicated {row['duplicated']}, "
             f"errors {row['errors']}, late {row['late']}; server CPU {row['CPU per answer'] * 1000:.1f} "
             f"ms/answer ({row['server cores']:.2f} cores); client busiest {row['client cores']:.2f} cores, "

@@ -169,9 +169,12 @@ def _trace_turns(path: Path) -> None:
     """Where a turn's time goes before its request leaves, as seen from the server: from its frame's arrival
     to its batch starting on the turns' database thread (queue wait), the batch on that thread (wall time, and
     the thread's own CPU time: the rest is waiting for the GIL, the CPU or SQLite's lock), the hand-off back to
-    the event loop that starts its answer (answer started), and the answer's request task taking its first step
-    (request task). Percentiles of every 500 turns are appended to `path`, as lines of
-    `name: n=.. p50=.. p95=.. mean=..` in ms."""
+    the event loop that starts its answer (answer started), the answer's request task taking its first step
+    (request task) and its request written to the upstream's socket (request written); and, before all that,
+    from autobahn's onMessage to the consumer's parse (daphne to consumer). Percentiles of every 500 turns
+    (BENCH_TURN_TRACE_EVERY) are appended to `path`, as lines of `name: n=.. p50=.. p95=.. mean=..` in ms.
+    BENCH_TURN_TIMES=<path>: each turn's (onMessage, parsed, request written) times by its text as JSON, to
+    join with `bench/load.py`'s BENCH_DUMP_TURNS (client and upstream times) turn by turn."""
     import collections
     import time
 
@@ -209,7 +212,7 @@ def _trace_turns(path: Path) -> None:
         finally:
             samples["batch wall"].append(time.monotonic() - began)
             samples["batch CPU"].append(time.thread_time() - cpu)
-            if len(samples["queue wait"]) >= 500:
+            if len(samples["queue wait"]) >= int(os.environ.get("BENCH_TURN_TRACE_EVERY", "500")):
                 loop.call_soon_threadsafe(write)
 
     def timed_start_early(ready) -> None:
@@ -223,6 +226,61 @@ def _trace_turns(path: Path) -> None:
 
     admission._start_batch, admission._start_early = timed_batch, timed_start_early
     generation.Generation._read = timed_read
+
+    # A turn's frame reaching daphne (autobahn's onMessage) -> parsed by its consumer, keyed by its text; and
+    # its request written to the upstream's socket, from the consumer's parse (the reader task's context).
+    import contextlib
+    import contextvars
+    import json as json_module
+
+    from daphne.ws_protocol import WebSocketProtocol
+
+    from conversations.engine import protocol
+    from conversations.llm import http11
+
+    arrived: dict[str, float] = {}
+    received = contextvars.ContextVar("received", default=0.0)
+    on_message, parse_frame, send = WebSocketProtocol.onMessage, protocol.parse_frame, http11.Connection.send
+
+    def timed_on_message(self, payload, isBinary):
+        with contextlib.suppress(Exception):  # not a send
+            arrived[json_module.loads(payload)["text"]] = time.monotonic()
+        return on_message(self, payload, isBinary)
+
+    def timed_parse_frame(*args, **kwargs):
+        command = parse_frame(*args, **kwargs)
+        at = arrived.pop(command.data.get("text"), None) if isinstance(command.data, dict) else None
+        if at is not None:
+            samples["daphne to consumer"].append(command.received_at - at)
+            times[command.data.get("text")] = [at, command.received_at]
+        return command
+
+    turns_file = os.environ.get("BENCH_TURN_TIMES")  # experiments only: tag -> (arrived, parsed, written)
+    tag = contextvars.ContextVar("tag", default=None)
+    times: dict[str, list[float]] = {}
+
+    async def timed_send(self, request):
+        await send(self, request)
+        if received.get():
+            samples["request written"].append(time.monotonic() - received.get())
+            if turns_file and tag.get() in times:
+                times[tag.get()].append(time.monotonic())
+                written = sum(1 for t in times.values() if len(t) > 2)
+                if written % 20 == 0:
+                    Path(f"{turns_file}.{os.getpid()}").write_text(json_module.dumps(times))
+
+    async def timed_read_context(self):
+        received.set(self.received_at)
+        messages = self.prepared.request.messages
+        tag.set(messages[-1].text if messages else None)
+        return await timed_read(self)
+
+    WebSocketProtocol.onMessage = timed_on_message
+    protocol.parse_frame = timed_parse_frame
+    consumer_module = __import__("conversations.engine.consumer", fromlist=["parse_frame"])
+    consumer_module.parse_frame = timed_parse_frame
+    http11.Connection.send = timed_send
+    generation.Generation._read = timed_read_context
 
 
 def main() -> None:

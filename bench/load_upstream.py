@@ -5,7 +5,9 @@ the socket (time.monotonic(), which is system-wide on Linux, so the client proce
 subtracts the upstream's own time to first token, and its own slippage under load, from what clients see.
 
 Protocol on stdin/stdout, one JSON object a line: prints {"port": ...} when listening; answers the line
-"timings" with {tag: [request_at, first_token_at, last_token_at]} (and forgets them); exits on "quit".
+"timings" with {tag: [request_at, first_token_at, last_token_at, arrived_at]} (and forgets them); exits on
+"quit". `request_at` is when the request was parsed and recorded, `arrived_at` when its first bytes reached
+this process (earlier in a burst, when requests wait for this process to parse them).
 A request's tag is the last user message of its prompt (the bench puts a unique one in every turn).
 """
 
@@ -154,11 +156,35 @@ class TimedSimulator(UpstreamSimulator):
         self.timings: dict[str, list[float]] = {}
         self._clock: _TokenClock | None = None
 
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # When a request's first bytes reached this process (the loop handed them to the connection's reader),
+        # as well as when it was parsed and recorded (`recorded.at`): in a burst this process parses requests
+        # one after another, and the time a request waits for that is the upstream's, not the server's.
+        feed = reader.feed_data
+
+        def feed_data(data: bytes) -> None:
+            if data and reader._bench_arrived is None:
+                reader._bench_arrived = time.monotonic()
+            feed(data)
+
+        reader._bench_arrived = None
+        reader.feed_data = feed_data
+        await super()._handle(reader, writer)
+
+    @staticmethod
+    def _arrived(conn, recorded) -> float:
+        """When the request being answered arrived (then forgotten: the next one on the connection comes only
+        after this response, httpx does not pipeline)."""
+        arrived = getattr(conn.reader, "_bench_arrived", None)
+        conn.reader._bench_arrived = None
+        return min(arrived, recorded.at) if arrived is not None else recorded.at
+
     async def _stream(self, conn, request, recorded, reply):
         if not _plain(reply):
             return await self._timed_stream(conn, request, recorded, reply)
         if self._clock is None:
             self._clock = _TokenClock(asyncio.get_running_loop())
+        arrived = self._arrived(conn, recorded)
         completion = _Completion(recorded, reply)
         sse = _SseWriter(conn, reply)
         deltas = reply.deltas()
@@ -185,7 +211,7 @@ class TimedSimulator(UpstreamSimulator):
             raise
         tag = _tag(recorded.json)
         if tag is not None and times:
-            self.timings[tag] = [recorded.at, times[0], times[-1]]
+            self.timings[tag] = [recorded.at, times[0], times[-1], arrived]
         return request.keep_alive
 
     async def _timed_stream(
@@ -193,6 +219,7 @@ class TimedSimulator(UpstreamSimulator):
     ):  # one write per SSE event (no split_writes)
         times: list[float] = []
         write = conn.write
+        arrived = self._arrived(conn, recorded)
 
         async def timed_write(data: bytes) -> None:
             await write(data)
@@ -207,7 +234,7 @@ class TimedSimulator(UpstreamSimulator):
             tag = _tag(recorded.json)
             # Writes: response head, role chunk, one per delta, then finish, usage, [DONE], terminator.
             if tag is not None and len(times) >= 2 + deltas:
-                self.timings[tag] = [recorded.at, times[2], times[1 + deltas]]
+                self.timings[tag] = [recorded.at, times[2], times[1 + deltas], arrived]
 
 
 def main() -> None:
