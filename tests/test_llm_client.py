@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import gc
 import ipaddress
 import json
 import socket
@@ -552,6 +553,32 @@ async def test_after_the_finish_chunk_it_waits_only_the_usage_grace(upstream):
     assert error is None and events[1:] == [TextDelta("ok"), Finish("stop")]
     assert stream.result.complete and stream.result.usage is None
     assert 0.3 <= time.monotonic() - started < 1.0
+
+
+# --- Memory ----------------------------------------------------------------------------------------------
+
+
+async def test_a_finished_stream_leaves_nothing_for_the_cycle_collector(upstream):
+    """httpx's response and the stream wrapper AsyncClient gives it refer to each other: left as they are,
+    every answer's response, request and headers wait for a cycle collection (client._let_go)."""
+    upstream.enqueue(Reply(tokens=["tok "] * 20))
+    upstream.enqueue(Reply(status=500))  # an error response takes the same way out
+    route = make_route(upstream)
+    await collect([route])  # the pool's connection and the client exist before we look
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await collect([route])
+        with contextlib.suppress(UpstreamError):
+            await collect([route], cfg=config(max_retries=0))
+        gc.collect()
+        left = [
+            o for o in gc.garbage if type(o).__module__.startswith(("httpx", "httpcore", "conversations"))
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
 
 
 # --- Cancellation ------------------------------------------------------------------------------------------
