@@ -283,9 +283,102 @@ def _trace_turns(path: Path) -> None:
     generation.Generation._read = timed_read_context
 
 
+def _measure_loop_lag(path: Path) -> None:
+    """How late the event loop runs a 10 ms timer (what every hop of a turn waits for), and how long its
+    passes take: percentiles of each 5 s appended to `path` as `lag p50 .. p95 .. max ..; pass ...` in ms.
+    Started with the engine (the first connection), on daphne's loop."""
+    import asyncio
+    import asyncio.events
+    import time
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    django.setup()
+    from conversations import engine
+
+    start = engine.start
+
+    async def watch() -> None:
+        loop = asyncio.get_running_loop()
+        lags: list[float] = []
+        passes: list[float] = []
+        run_once = loop._run_once
+
+        slow: list[tuple[float, str]] = []  # this pass's callbacks over 5 ms
+
+        def timed_run_once() -> None:
+            began = time.perf_counter()
+            slow.clear()
+            run_once()
+            took = time.perf_counter() - began
+            passes.append(took)
+            if took > 0.03:
+                with path.open("a") as out:
+                    out.write(f"  slow pass {took * 1000:.1f} ms, ready {len(loop._ready)}: "
+                              + ", ".join(f"{name} {t * 1000:.1f}" for t, name in sorted(slow, reverse=True)[:6])
+                              + "\n")  # fmt: skip
+
+        handle_run = asyncio.events.Handle._run
+
+        def name_of(handle) -> str:
+            callback = handle._callback
+            owner = getattr(callback, "__self__", None)
+            if isinstance(owner, asyncio.Task):
+                coro = owner.get_coro()
+                return "task " + getattr(coro, "__qualname__", type(coro).__qualname__)
+            target = getattr(callback, "func", callback)
+            return getattr(target, "__qualname__", type(target).__qualname__)
+
+        def timed_handle_run(handle):
+            began = time.perf_counter()
+            try:
+                return handle_run(handle)
+            finally:
+                took = time.perf_counter() - began
+                if took > 0.005:
+                    slow.append((took, name_of(handle)))
+
+        asyncio.events.Handle._run = timed_handle_run
+
+        loop._run_once = timed_run_once
+        written = time.monotonic()
+        while True:
+            due = loop.time() + 0.01
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - due)
+            if time.monotonic() - written >= 5:
+                written = time.monotonic()
+                lags.sort()
+                done = sorted(passes)
+                passes.clear()
+
+                def pct(v: list[float], q: float) -> float:
+                    return v[min(len(v) - 1, int(len(v) * q))] * 1000 if v else 0.0
+
+                with path.open("a") as out:
+                    out.write(
+                        f"lag p50 {pct(lags, 0.5):.1f} p95 {pct(lags, 0.95):.1f} max {pct(lags, 1):.1f}; "
+                        f"pass p50 {pct(done, 0.5):.2f} p95 {pct(done, 0.95):.2f} p99 {pct(done, 0.99):.2f} "
+                        f"max {pct(done, 1):.1f} n {len(done)}\n"
+                    )
+                lags.clear()
+
+    def started() -> bool:
+        ran = start()
+        if ran:
+            watcher = asyncio.get_running_loop().create_task(watch())
+            engine._loop_lag_watcher = watcher  # kept alive
+        return ran
+
+    engine.start = started
+
+
 def main() -> None:
     if os.environ.get("BENCH_TURN_TRACE"):  # experiments only: a turn's steps before its request leaves
         _trace_turns(Path(f"{os.environ['BENCH_TURN_TRACE']}.{os.getpid()}"))
+    if os.environ.get("BENCH_LOOP_LAG"):  # experiments only: how late the loop is, how long its passes
+        _measure_loop_lag(Path(f"{os.environ['BENCH_LOOP_LAG']}.{os.getpid()}"))
     if os.environ.get("BENCH_LOOP_TRACE"):  # experiments only: what wakes the loop
         _trace_loop(Path(f"{os.environ['BENCH_LOOP_TRACE']}.{os.getpid()}"))
     if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments only
