@@ -325,11 +325,37 @@ def test_frame_intervals_are_whole_ticks_of_the_frame_clock(settings):
             interval = generation.frame_interval(layer)
             ticks = interval / generation.FRAME_SLOT
             assert abs(ticks - round(ticks)) < 1e-9
-            expected = max(0.04, running / budget, 0.2 / max(1, running))
+            soft = min(running / generation.SOFT_FRAMES_PER_SECOND, generation.SOFT_STRETCH)
+            expected = max(0.04, soft, running / budget, 0.2 / max(1, running))
             assert expected - 1e-9 <= interval < expected + generation.FRAME_SLOT
     finally:
         registry.RUNNING.clear()
         registry.RUNNING.update(saved)
+
+
+def test_many_answers_send_frames_within_a_soft_budget_then_the_hard_one(settings):
+    """engine/generation.frame_interval: past about 40 running answers, frames are stretched so the process
+    sends about SOFT_FRAMES_PER_SECOND, but never more than SOFT_STRETCH apart for it; past that, the hard
+    budget (PROCESS_FRAMES_PER_SECOND) stretches them further."""
+    from channels.layers import InMemoryChannelLayer
+
+    from conversations.engine import registry
+
+    settings.CHAT_FRAME_INTERVAL = 0.04
+    settings.CHAT_QUIET_FRAME_INTERVAL = 0.2
+    layer = InMemoryChannelLayer()
+    saved = dict(registry.RUNNING)
+    try:
+        intervals = {}
+        for running in (20, 40, 120, 150, 200, 300, 400):
+            registry.RUNNING.clear()
+            registry.RUNNING.update({-(i + 1): object() for i in range(running)})
+            intervals[running] = round(generation.frame_interval(layer), 6)
+    finally:
+        registry.RUNNING.clear()
+        registry.RUNNING.update(saved)
+    # 1,000 frames a second from 40 answers to 150; then 150 ms apart; 2,000 a second from 300 on.
+    assert intervals == {20: 0.04, 40: 0.04, 120: 0.12, 150: 0.15, 200: 0.15, 300: 0.15, 400: 0.2}
 
 
 def test_a_quiet_process_sends_a_lone_answer_fewer_larger_frames(settings):
@@ -352,7 +378,7 @@ def test_a_quiet_process_sends_a_lone_answer_fewer_larger_frames(settings):
         return generation.frame_interval(layer)
 
     try:
-        assert [round(interval_with(n), 6) for n in (0, 1, 2, 4, 5, 6, 50)] == [
+        assert [round(interval_with(n), 6) for n in (0, 1, 2, 4, 5, 6, 40)] == [
             0.2, 0.2, 0.1, 0.05, 0.04, 0.04, 0.04,
         ]  # fmt: skip
         settings.CHAT_QUIET_FRAME_INTERVAL = 0  # read again when the setting changes
