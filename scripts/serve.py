@@ -23,7 +23,16 @@ that inherit them, and then only waits:
 - The children are in their own process group (Ctrl-C in a terminal reaches them once, through the parent)
   and get SIGTERM if the parent dies without forwarding anything (Linux's PR_SET_PDEATHSIG).
 
-With one worker the parent runs nothing itself: it becomes `daphne -b HOST -p PORT` (exec), as before.
+- Each daphne process keeps to a core of its own (`--cpu-affinity on`, the default; CPU_AFFINITY=off to
+  leave it to the scheduler): worker i to the i-th core this process may use, round robin. A daphne process
+  is an event loop and two database threads under one GIL; spread over cores, every hand-over of the GIL
+  between them crossed cores and each frame's send() woke the receiving process onto the loop's core, where
+  it often ran first. Measured on 2 cores at 100-125 turns/s (bench/README.md, "Session 17"): the loop
+  waited for a CPU 19% of the time, a send() took 80 us of waiting for 26 us of work, and added TTFT p95
+  fell from 32-96 ms to 21-72 ms once the process kept to one core, with less CPU per answer.
+
+With one worker the parent runs nothing itself: it becomes `daphne -b HOST -p PORT` (exec), as before (kept
+to the first core it may use, unless CPU_AFFINITY=off).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import os
 import shlex
 import signal
@@ -90,18 +100,49 @@ def _die_with_parent() -> None:
     os.setpgid(0, 0)
 
 
+def worker_cpus(count: int) -> list[int] | None:
+    """The core each of `count` workers keeps to: the cores this process may use, in order, one each (round
+    robin when there are more workers than cores). None where affinity can't be set (not Linux)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None
+    return [cpus[i % len(cpus)] for i in range(count)]
+
+
+def pin_to(cpu: int) -> None:
+    """Keep this process, and the threads it starts, to one core (see --cpu-affinity)."""
+    with contextlib.suppress(OSError):  # a container that forbids it: run unpinned
+        os.sched_setaffinity(0, {cpu})
+
+
+def _start_child(cpu: int | None) -> None:
+    _die_with_parent()
+    if cpu is not None:
+        pin_to(cpu)
+
+
 class Supervisor:
-    def __init__(self, command: list[str], daphne_args: list[str], sockets: list[socket.socket], count: int):
+    def __init__(
+        self,
+        command: list[str],
+        daphne_args: list[str],
+        sockets: list[socket.socket],
+        count: int,
+        cpus: list[int] | None = None,
+    ):
         self.children: list[subprocess.Popen] = []
         for i in range(count):
             sock = sockets[i % len(sockets)]
             fd = sock.fileno()
+            cpu = cpus[i] if cpus else None
             self.children.append(
                 subprocess.Popen(  # noqa: S603 - our own command line
                     [*command, "--fd", str(fd), *daphne_args, APPLICATION],
                     cwd=ROOT,
                     pass_fds=[fd],
-                    preexec_fn=_die_with_parent,  # the parent has no other threads: safe here
+                    # The parent has no other threads: safe here.
+                    preexec_fn=functools.partial(_start_child, cpu),
                 )
             )
         for sock in sockets:  # the children hold them now: a socket no child reads must not stay open here
@@ -175,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
     parser.add_argument("--balance", choices=("reuseport", "shared"), default="reuseport",
                         help="one SO_REUSEPORT socket per process (default), or one socket shared by all")  # fmt: skip
+    parser.add_argument("--cpu-affinity", type=str.lower, default=os.environ.get("CPU_AFFINITY") or "on",
+                        help="keep each daphne process to a core of its own (default: CPU_AFFINITY, else on)")  # fmt: skip
     parser.add_argument("--daphne-command", default=f"{shlex.quote(sys.executable)} -m daphne",
                         help=argparse.SUPPRESS)  # the load bench runs its instrumented daphne  # fmt: skip
     args, daphne_args = parser.parse_known_args(argv)
@@ -183,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if workers < 1:
         parser.error("--workers must be at least 1")
+    args.cpu_affinity = args.cpu_affinity.strip().lower()  # from CPU_AFFINITY: argparse checks no default
+    if args.cpu_affinity not in {"on", "off"}:
+        parser.error(f"--cpu-affinity (CPU_AFFINITY) must be on or off, not {args.cpu_affinity!r}")
     if workers > 1 and not redis_configured():
         print(
             f"serve.py: {workers} workers asked for, but without REDIS_URL the in-memory channel layer can't "
@@ -193,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files_limit()
     command = shlex.split(args.daphne_command)
 
+    cpus = worker_cpus(workers) if args.cpu_affinity == "on" else None
     if workers == 1:
         print(f"Serving on http://{args.host}:{args.port} (1 daphne process)", flush=True)
+        if cpus:
+            pin_to(cpus[0])
         os.chdir(ROOT)
         argv = [*command, "-b", args.host, "-p", str(args.port), *daphne_args, APPLICATION]
         os.execv(command[0], argv)  # noqa: S606 - becomes daphne: our own command line
@@ -213,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    supervisor = Supervisor(command, daphne_args, sockets, workers)
+    supervisor = Supervisor(command, daphne_args, sockets, workers, cpus)
     pids = ", ".join(str(child.pid) for child in supervisor.children)
     print(
         f"Serving on http://{args.host}:{port} ({workers} daphne processes, {args.balance} balance; "

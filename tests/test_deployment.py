@@ -1,10 +1,12 @@
 """Deployment: the production environment documented in docs/deployment.md passes `manage.py check --deploy`
-cleanly, and ./scripts/run serves one port from several daphne processes when REDIS_URL is set."""
+cleanly, ./scripts/run serves one port from several daphne processes when REDIS_URL is set, and each daphne
+process keeps to a core of its own unless CPU_AFFINITY=off."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import os
 import re
 import signal
@@ -17,7 +19,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 
-from tests.live import BASE_DIR, DaphneServer, free_port
+from tests.live import BASE_DIR, DaphneServer, free_port, wait_for_port
 
 DOC = BASE_DIR / "docs" / "deployment.md"
 MARKER = "<!-- production-env:"
@@ -142,6 +144,9 @@ def test_run_with_workers_2_serves_one_port_from_two_processes_and_sigterm_stops
             connections.append(conn)
         counts = connections_by_pid(pids, port)
         assert sum(counts) == 24 and min(counts) > 0, f"connections per process: {counts}"
+        # Each process, every thread of it included, keeps to one core: the first two this machine allows.
+        cores = sorted(os.sched_getaffinity(0))
+        assert [thread_cores(pid) for pid in pids] == [{cores[0]}, {cores[1 % len(cores)]}]
         for conn in connections:
             conn.close()
 
@@ -154,6 +159,59 @@ def test_run_with_workers_2_serves_one_port_from_two_processes_and_sigterm_stops
         if run.poll() is None:
             run.kill()
             run.wait(timeout=10)
+
+
+def thread_cores(pid: int) -> set[int]:
+    """The cores every thread of process `pid` may run on (all of them the same, else the test fails)."""
+    found = {frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")}
+    assert len(found) == 1, f"threads of {pid} differ in affinity: {found}"
+    return set(found.pop())
+
+
+def serve_module():
+    spec = importlib.util.spec_from_file_location("serve", BASE_DIR / "scripts" / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_workers_take_the_allowed_cores_in_turn(monkeypatch):
+    serve = serve_module()
+    monkeypatch.setattr(serve.os, "sched_getaffinity", lambda pid: {5, 2, 7})
+    assert serve.worker_cpus(1) == [2]
+    assert serve.worker_cpus(4) == [2, 5, 7, 2]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU affinity is Linux's")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a machine with two cores to tell")
+@pytest.mark.parametrize("setting", ["", "off"])
+@pytest.mark.django_db(transaction=True)  # daphne reads the committed test database
+def test_one_daphne_process_keeps_to_one_core_unless_cpu_affinity_is_off(tmp_path, setting):
+    port = free_port()
+    env = DaphneServer(tmp_path, {}).environment()
+    env.pop("CPU_AFFINITY", None)
+    if setting:
+        env["CPU_AFFINITY"] = setting
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "scripts/serve.py", "--workers", "1", "--host", "127.0.0.1", f"--port={port}"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, 60, serve)  # serve.py became daphne (exec): the same pid, its threads started
+        cores = sorted(os.sched_getaffinity(0))
+        expected = set(cores) if setting == "off" else {cores[0]}
+        assert thread_cores(serve.pid) == expected, log_path.read_text(errors="replace")
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0, log_path.read_text(errors="replace")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait(timeout=10)
 
 
 # --- ./scripts/test sets up its own browser ---------------------------------------------------------------------
