@@ -127,6 +127,15 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
+def run_delay_seconds(pid: int, tid: int) -> float:
+    """How long a thread has been runnable but waiting for a CPU (/proc/<pid>/task/<tid>/schedstat, 2nd field;
+    0 where the kernel keeps no schedstats)."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def machine_cpu_seconds() -> float:
     """CPU time used by everything on the machine (all cores), from /proc/stat."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
@@ -420,6 +429,10 @@ class Site:
     def loop_cpu(self) -> float:
         return sum(cpu_seconds(pid, pid) for pid in self.pids)  # the main threads run the event loops
 
+    def loop_run_delay(self) -> float:
+        """Seconds the event loops' threads spent runnable but waiting for a CPU, summed."""
+        return sum(run_delay_seconds(pid, pid) for pid in self.pids)
+
     def rss(self) -> list[int]:
         return [rss_bytes(pid) for pid in self.pids]
 
@@ -580,6 +593,7 @@ class Bench:
         """A few turns first: lazy imports, the first database connection, the provider's HTTP pool (in every
         process: 5 sockets per process, spread by the kernel)."""
         self.facts["RSS at start"] = max(self.site.rss())
+        self.facts["cores"] = [sorted(os.sched_getaffinity(pid)) for pid in self.site.pids]
         clients = Clients("turns", self.plans(self.warm_up_size, 1), self.workdir)
         spread = self.site.connections()
         results = clients.go()
@@ -650,6 +664,7 @@ class Bench:
         machine_before = machine_cpu_seconds()
         cpu_before = self.site.cpu()
         loop_before = self.site.loop_cpu()
+        delay_before = self.site.loop_run_delay()
         started = time.monotonic()
         with PeakRss(self.site.pids) as peak:
             results = clients.go()
@@ -660,6 +675,7 @@ class Bench:
             self.site.settle()
             cpu = self.site.cpu() - cpu_before
             loop_cpu = self.site.loop_cpu() - loop_before
+            loop_delay = self.site.loop_run_delay() - delay_before
             busy = time.monotonic() - started  # until the servers were idle again
         if profiler:
             self.flame_graphs += profiler.stop()
@@ -732,6 +748,8 @@ class Bench:
             # The rest ran on other threads: Django's database thread (every ORM call of the engine).
             "loop CPU per answer": loop_cpu / max(answers, 1),
             "server cores": cpu / busy,
+            # The share of the run the event loops were ready to run but waited for a CPU (per process).
+            "loop CPU wait": loop_delay / busy / len(self.site.pids),
             "peak RSS": peak.peak,
             "writes per answer": writes,
             "statements per answer": statements,
@@ -759,8 +777,8 @@ class Bench:
             f"{ms(row['added TTFT from arrival p95'])} ms); lag p50 {ms(row['completion lag p50'])} ms, "
             f"p95 {ms(row['completion lag p95'])} ms; lost {row['lost']}, duplicated {row['duplicated']}, "
             f"errors {row['errors']}; CPU {row['CPU per answer'] * 1000:.1f} ms/answer "
-            f"({row['loop CPU per answer'] * 1000:.1f} in the event loop); "
-            f"peak RSS {row['peak RSS'] / 2**20:.0f} MB; {row['writes per answer']:.1f} writes/answer; "
+            f"({row['loop CPU per answer'] * 1000:.1f} in the event loop, which waited for a CPU "
+            f"{row['loop CPU wait']:.0%} of the time); peak RSS {row['peak RSS'] / 2**20:.0f} MB; {row['writes per answer']:.1f} writes/answer; "
             f"client: {row['client CPU per answer'] * 1000:.1f} ms/answer, busiest process "
             f"{row['client cores']:.2f} cores, loop lag p95 {ms(row['client lag p95'])} ms; "
             + (f"sockets per process {' / '.join(map(str, spread))}; " if len(spread) > 1 else "")
@@ -857,7 +875,8 @@ class Bench:
             f"{ms(row['added TTFT from arrival p95'])} ms); lag p50 {ms(row['completion lag p50'])} / p95 "
             f"{ms(row['completion lag p95'])} ms; lost {row['lost']}, duplicated {row['duplicated']}, "
             f"errors {row['errors']}, late {row['late']}; server CPU {row['CPU per answer'] * 1000:.1f} "
-            f"ms/answer ({row['server cores']:.2f} cores); client busiest {row['client cores']:.2f} cores, "
+            f"ms/answer ({row['server cores']:.2f} cores; event loop waiting for a CPU {row['loop CPU wait']:.0%}); "
+            f"client busiest {row['client cores']:.2f} cores, "
             f"loop lag p95 {ms(row['client lag p95'])} ms; simulator {row['simulator cores']:.2f} cores; "
             f"other load {row['other load']:.2f} cores -> "
             f"{'within limits' if row['ok'] else 'OVER'}",
@@ -881,9 +900,9 @@ class Bench:
             else:
                 high = rate
             if high is None:
-                rate *= 2
-                if rate > args.max_rate * workers:
+                if rate >= args.max_rate * workers:
                     break
+                rate = min(rate * 2, args.max_rate * workers)  # the last doubling stops at --max-rate
             elif low is None:
                 rate /= 2
                 if rate < 0.1 * workers:
@@ -1004,9 +1023,19 @@ class Bench:
             f"Linux {platform.release()}, `ulimit -n` {self.facts['open files limit']}.",
             f"{servers}; upstream simulator: {TOKENS} tokens, TTFT {TTFT * 1000:.0f} ms, "
             f"{TOKEN_DELAY * 1000:.0f} ms per token, in its own process; clients in up to "
-            f"{self.args.client_procs} more. {how}",
+            f"{self.args.client_procs} more. {self.pinning()}{how}",
             *([f"**Note: {self.args.note}**"] if self.args.note else []),
         ]
+
+    def pinning(self) -> str:
+        """Which cores the daphne processes were kept to (scripts/serve.py, CPU_AFFINITY), as measured."""
+        cores = self.facts.get("cores")
+        if not cores:
+            return ""
+        if all(len(allowed) == os.cpu_count() for allowed in cores):
+            return "The daphne processes were not kept to cores (CPU_AFFINITY=off). "
+        kept = ", ".join(",".join(map(str, allowed)) for allowed in cores)
+        return f"Each daphne process kept to its core (CPU_AFFINITY, scripts/serve.py): core {kept}. "
 
     def footer(self) -> list[str]:
         lines = []
@@ -1033,12 +1062,12 @@ class Bench:
         lines += [
             "",
             "| N | added TTFT p50 / p95 (ms) | completion lag p50 / p95 (ms) | end frame lag p95 (ms) | "
-            "lost / duplicated chars | errors | server CPU per answer (ms): all / event loop | peak RSS (MB) | "
-            "DB writes per answer | SQL statements per answer | "
+            "lost / duplicated chars | errors | server CPU per answer (ms): all / event loop | "
+            "event loop waiting for a CPU | peak RSS (MB) | DB writes per answer | SQL statements per answer | "
             + ("sockets per process | " if several else "")
             + "client CPU per answer (ms) / busiest client (cores) / client loop lag p95 (ms) | "
             "upstream TTFT slip p95 (ms) / simulator (cores) | other load (cores) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             + ("---:|" if several else "")
             + "---:|---:|---:|",
         ]
@@ -1047,7 +1076,7 @@ class Bench:
                 f"| {r['N']} | {ms(r['added TTFT p50'])} / {ms(r['added TTFT p95'])} | "
                 f"{ms(r['completion lag p50'])} / {ms(r['completion lag p95'])} | {ms(r['end frame lag p95'])} | "
                 f"{r['lost']} / {r['duplicated']} | {r['errors']} | {r['CPU per answer'] * 1000:.1f} / "
-                f"{r['loop CPU per answer'] * 1000:.1f} | "
+                f"{r['loop CPU per answer'] * 1000:.1f} | {r.get('loop CPU wait', 0):.0%} | "
                 f"{r['peak RSS'] / 2**20:.0f} | {r['writes per answer']:.1f} | {r['statements per answer']:.1f} | "
                 + (f"{' / '.join(map(str, r['sockets per process']))} | " if several else "")
                 + f"{r['client CPU per answer'] * 1000:.1f} / {r['client cores']:.2f} / {ms(r['client lag p95'])} | "
@@ -1127,11 +1156,11 @@ class Bench:
             "",
             "| step | phase | rate: all / per process (turns/s) | duration (s) | turns | added TTFT p50 / p95 (ms) | "
             "completion lag p50 / p95 (ms) | end frame lag p95 (ms) | lost / duplicated chars | errors | late sends "
-            "| server CPU per answer (ms): all / event loop | server CPU (cores) | "
+            "| server CPU per answer (ms): all / event loop | server CPU (cores) | event loop waiting for a CPU | "
             + ("sockets per process | " if workers > 1 else "")
             + "client CPU per answer (ms) / busiest client (cores) / client loop lag p95 (ms) | "
             "upstream TTFT slip p95 (ms) / simulator (cores) | other load (cores) | within limits |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             + ("---:|" if workers > 1 else "")
             + "---:|---:|---:|---|",
         ]
@@ -1143,7 +1172,7 @@ class Bench:
                 f"{ms(r['completion lag p50'])} / {ms(r['completion lag p95'])} | {ms(r['end frame lag p95'])} | "
                 f"{r['lost']} / {r['duplicated']} | {r['errors']} | {r['late']} | "
                 f"{r['CPU per answer'] * 1000:.1f} / {r['loop CPU per answer'] * 1000:.1f} | "
-                f"{r['server cores']:.2f} | "
+                f"{r['server cores']:.2f} | {r.get('loop CPU wait', 0):.0%} | "
                 + (f"{' / '.join(map(str, r['sockets per process']))} | " if workers > 1 else "")
                 + f"{r['client CPU per answer'] * 1000:.1f} / {r['client cores']:.2f} / {ms(r['client lag p95'])} | "
                 f"{ms(r['upstream TTFT slip p95'])} / {r['simulator cores']:.2f} | {r['other load']:.2f} | "
@@ -1163,7 +1192,9 @@ upstream's own time from receiving the request to writing its first token. *Comp
 holds the whole answer, minus when the upstream wrote its last token; *end frame lag* the same for the `end`
 frame (after the final save). *Server CPU* = user + system time of the daphne processes (/proc/<pid>/stat),
 all threads and the event loops' threads alone, from just before the turns are sent until the processes are
-idle again, divided by the answers; *server CPU (cores)* the same time divided by that span. *DB writes* =
+idle again, divided by the answers; *server CPU (cores)* the same time divided by that span. *Event loop
+waiting for a CPU* = the share of that span an event loop's thread was ready to run but had no CPU (the
+kernel's run delay, /proc/<pid>/task/<tid>/schedstat; per process). *DB writes* =
 INSERT/UPDATE/DELETE statements the servers ran (an execute wrapper counts them), per answer. *Upstream TTFT
 slip* = how late the simulator itself wrote first tokens; *simulator* = the cores its process used (the
 same machine's: what it takes, the servers lack). *Client CPU* = CPU of the client processes per answer;

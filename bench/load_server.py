@@ -374,7 +374,41 @@ def _measure_loop_lag(path: Path) -> None:
     engine.start = started
 
 
+def _time_sends(path: Path) -> None:
+    """BENCH_SEND_TIMES: each TCP send()'s wall time against the loop thread's CPU time over it (the rest is
+    waiting: for the GIL, or for a CPU), percentiles appended to `path` every 20,000 sends."""
+    import time
+
+    from twisted.internet import tcp
+
+    write_some = tcp.Connection.writeSomeData
+    walls: list[float] = []
+    cpus: list[float] = []
+
+    def timed(self, data):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return write_some(self, data)
+        finally:
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.thread_time() - cpu)
+            if len(walls) >= 20_000:
+                w, c = sorted(walls), sorted(cpus)
+                waits = sorted(a - b for a, b in zip(walls, cpus, strict=True))
+                walls.clear()
+                cpus.clear()
+                with path.open("a") as out:
+                    for name, v in (("wall", w), ("cpu", c), ("wait", waits)):
+                        out.write(f"{name}: p50 {v[len(v) // 2] * 1e6:.0f} p95 {v[int(len(v) * 0.95)] * 1e6:.0f} "
+                                  f"mean {sum(v) / len(v) * 1e6:.0f} us\n")  # fmt: skip
+                    out.write("--\n")
+
+    tcp.Connection.writeSomeData = timed
+
+
 def main() -> None:
+    if os.environ.get("BENCH_SEND_TIMES"):  # experiments only: what a frame's send() costs the loop
+        _time_sends(Path(f"{os.environ['BENCH_SEND_TIMES']}.{os.getpid()}"))
     if os.environ.get("BENCH_TURN_TRACE"):  # experiments only: a turn's steps before its request leaves
         _trace_turns(Path(f"{os.environ['BENCH_TURN_TRACE']}.{os.getpid()}"))
     if os.environ.get("BENCH_LOOP_LAG"):  # experiments only: how late the loop is, how long its passes
