@@ -68,12 +68,32 @@ def _tag(body) -> str | None:
     return None
 
 
+class _Events:
+    """An answer's token events (what the test simulator writes for each delta, UpstreamSimulator._stream),
+    each rendered when the clock writes it. Rendering all 200 when the request arrived took about 1 ms of
+    this process per request, and in a burst the next request waited for it: at N=200 the simulator's parse
+    wait reached 50-80 ms at p95, counted as the server's added TTFT (bench/README.md, "Session 17")."""
+
+    __slots__ = ("completion", "deltas")
+
+    def __init__(self, completion: _Completion, deltas: list[tuple[str, str]]) -> None:
+        self.completion = completion
+        self.deltas = deltas
+
+    def __len__(self) -> int:
+        return len(self.deltas)
+
+    def __getitem__(self, index: int) -> bytes:
+        name, token = self.deltas[index]
+        return _chunk_frame(f"data: {self.completion.delta_json({name: token})}\n\n".encode())
+
+
 class _Play:
     """One answer's token events being written by the clock."""
 
     __slots__ = ("conn", "done", "events", "every", "index", "times")
 
-    def __init__(self, conn, events: list[bytes], every: float, done: asyncio.Future) -> None:
+    def __init__(self, conn, events: _Events, every: float, done: asyncio.Future) -> None:
         self.conn = conn
         self.events = events
         self.every = every
@@ -100,7 +120,7 @@ class _TokenClock:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
 
-    async def play(self, conn, events: list[bytes], first: float, every: float) -> list[float]:
+    async def play(self, conn, events: _Events, first: float, every: float) -> list[float]:
         """Write `events` (the first after `first` seconds, then every `every`); their write times."""
         play = _Play(conn, events, every, self.loop.create_future())
         self._push(self.loop.time() + first, play)
@@ -187,12 +207,7 @@ class TimedSimulator(UpstreamSimulator):
         arrived = self._arrived(conn, recorded)
         completion = _Completion(recorded, reply)
         sse = _SseWriter(conn, reply)
-        deltas = reply.deltas()
-        # What the test simulator writes for each delta (UpstreamSimulator._stream), rendered up front.
-        events = [
-            _chunk_frame(f"data: {completion.delta_json({name: token})}\n\n".encode())
-            for name, token in deltas
-        ]
+        events = _Events(completion, reply.deltas())
         times: list[float] = []
         try:
             await conn.write(self._stream_head(completion, request, reply))
