@@ -406,7 +406,28 @@ def _time_sends(path: Path) -> None:
     tcp.Connection.writeSomeData = timed
 
 
+def _nice_db_threads(niceness: int) -> None:
+    """BENCH_DB_NICE: run the engine's two database threads at this niceness (the event loop's stays 0)."""
+    import threading
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    django.setup()
+    from asgiref.sync import SyncToAsync
+
+    from conversations.engine import db_threads
+
+    def nice() -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+    for executor in (SyncToAsync.single_thread_executor, db_threads.SAVES):
+        executor.submit(nice).result()
+
+
 def main() -> None:
+    if os.environ.get("BENCH_DB_NICE"):  # experiments only: the database threads at a lower priority
+        _nice_db_threads(int(os.environ["BENCH_DB_NICE"]))
     if os.environ.get("BENCH_SEND_TIMES"):  # experiments only: what a frame's send() costs the loop
         _time_sends(Path(f"{os.environ['BENCH_SEND_TIMES']}.{os.getpid()}"))
     if os.environ.get("BENCH_TURN_TRACE"):  # experiments only: a turn's steps before its request leaves
